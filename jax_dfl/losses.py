@@ -1,0 +1,271 @@
+"""Distribution Focal Loss and its two-hot target.
+
+Bins are the integers ``0 .. num_bins - 1`` and targets are given in bin units.
+A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
+by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
+expectation of the two-hot distribution is ``y`` itself.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+from jax.experimental import checkify
+from jax.typing import ArrayLike
+
+from jax_dfl import _checks
+
+
+def _bracket(targets: chex.Array, num_bins: int):
+    """Left bin ``k`` and the weights ``(w_k, w_{k+1})`` of clipped targets.
+
+    ``k`` is capped at ``num_bins - 2`` so that ``y = num_bins - 1`` is exact
+    (all weight on the last bin) instead of needing a ``- 0.01`` clamp.
+    NaN targets give NaN weights (and an arbitrary but in-range ``k``).
+    """
+    y = jnp.clip(targets, 0, num_bins - 1)
+    left = jnp.clip(jnp.floor(y), 0, num_bins - 2)
+    w_right = y - left
+    w_left = (left + 1) - y
+    # Second clip on the integer: a NaN cast to int is platform-defined.
+    index = jnp.clip(left.astype(jnp.int32), 0, num_bins - 2)
+    return index, w_left, w_right
+
+
+def _two_hot_from_bracket(index, w_left, w_right, num_bins: int, dtype):
+    # Compared against an iota so that XLA fuses this into whatever consumes it.
+    bins = lax.broadcasted_iota(jnp.int32, index.shape + (num_bins,), index.ndim)
+    index = index[..., None]
+    return (
+        jnp.where(bins == index, w_left[..., None], 0)
+        + jnp.where(bins == index + 1, w_right[..., None], 0)
+    ).astype(dtype)
+
+
+def _weighted(weight, value):
+    # 0 * (-inf) is NaN; a zero weight on a zero-probability bin contributes 0.
+    return jnp.where(weight == 0, 0, weight * value)
+
+
+def _gather_pair(logits, index):
+    """``(x_k, x_{k+1})`` by gather: two reads per row, no one-hot."""
+    left = jnp.take_along_axis(logits, index[..., None], axis=-1)[..., 0]
+    right = jnp.take_along_axis(logits, index[..., None] + 1, axis=-1)[..., 0]
+    return left, right
+
+
+def _dfl_forward(logits, targets, where):
+    """The loss and what its derivative reuses (the bracket and logsumexp)."""
+    index, w_left, w_right = _bracket(targets, logits.shape[-1])
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    x_left, x_right = _gather_pair(logits, index)
+    # -(w_l log p_l + w_r log p_r) with log p = x - lse and w_l + w_r = 1.
+    loss = lse - _weighted(w_left, x_left) - _weighted(w_right, x_right)
+    if where is not None:
+        loss = jnp.where(where, loss, 0)
+    return loss, (index, w_left, w_right, lse, x_left, x_right)
+
+
+@jax.custom_jvp
+def _dfl(logits, targets, where):
+    return _dfl_forward(logits, targets, where)[0]
+
+
+def _dfl_jvp(primals, tangents):
+    # Written as a JVP (not a VJP) so forward mode and Hessians keep working;
+    # JAX transposes it for reverse mode, giving grad = g * (softmax - two_hot).
+    # The softmax reuses the forward logsumexp: XLA then fuses it into the
+    # gradient's write and keeps no (rows, bins) temporary.
+    logits, targets, where = primals
+    d_logits, d_targets, _ = tangents
+    num_bins = logits.shape[-1]
+    loss, (index, w_left, w_right, lse, x_left, x_right) = _dfl_forward(logits, targets, where)
+
+    d_loss = jnp.zeros_like(loss)
+    if not isinstance(d_logits, SymbolicZero):
+        probs = jnp.exp(logits - lse[..., None])
+        grad = probs - _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
+        if where is not None:
+            grad = jnp.where(where[..., None], grad, 0)
+        d_loss += jnp.sum(grad * d_logits, axis=-1)
+    if not isinstance(d_targets, SymbolicZero):
+        # d/dy of (w_l, w_r) is (-1, +1); zero where the target was clipped.
+        inside = (targets >= 0) & (targets <= num_bins - 1)
+        if where is not None:
+            inside &= where
+        d_loss += jnp.where(inside, x_left - x_right, 0) * d_targets
+    return loss, d_loss
+
+
+_dfl.defjvp(_dfl_jvp, symbolic_zeros=True)
+
+
+def two_hot(targets: ArrayLike, num_bins: int) -> jax.Array:
+    r"""Two-hot encoding of continuous targets over integer bins.
+
+    For ``y`` clipped to ``[0, num_bins - 1]`` and ``k = floor(y)`` (``k`` at
+    most ``num_bins - 2``), the encoding puts weight :math:`(k + 1) - y` on bin
+    ``k`` and :math:`y - k` on bin ``k + 1``; all other bins are 0. It is the
+    distribution over the two nearest bins whose mean is ``y``.
+
+    The loss never builds this array; it is provided for inspection, tests and
+    for losses that want a dense target.
+
+    Examples:
+      The seed document's worked examples:
+
+      >>> import numpy as np, jax_dfl
+      >>> print(np.asarray(jax_dfl.two_hot(2.37, 6)).round(4))
+      [0.   0.   0.63 0.37 0.   0.  ]
+      >>> print(np.asarray(jax_dfl.two_hot(4.8, 6)).round(4))
+      [0.  0.  0.  0.  0.2 0.8]
+      >>> print(jax_dfl.two_hot(5.0, 6))  # num_bins - 1 is exact, no clamp needed
+      [0. 0. 0. 0. 0. 1.]
+
+    Args:
+      targets: real targets in bin units, any shape.
+      num_bins: number of bins (a Python int, at least 2).
+
+    Returns:
+      An array of shape ``targets.shape + (num_bins,)``, float32 (float64 for
+      float64 targets). Rows sum to 1; NaN targets give NaN rows.
+    """
+    num_bins = _checks.check_num_bins(num_bins)
+    targets = jnp.asarray(targets)
+    if not (
+        jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)
+    ):
+        raise TypeError(f"targets must be real numbers (float or int); got dtype {targets.dtype}")
+    dtype = _checks.compute_dtype(targets.dtype)
+    targets = targets.astype(dtype)
+    index, w_left, w_right = _bracket(targets, num_bins)
+    encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, dtype)
+    return jnp.where(jnp.isnan(targets)[..., None], jnp.nan, encoded)
+
+
+def distribution_focal_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+) -> jax.Array:
+    r"""Distribution Focal Loss (DFL), unreduced.
+
+    With :math:`p = \mathrm{softmax}(\text{logits})` over the last axis and the
+    two-hot weights :math:`w_k = (k+1) - y`, :math:`w_{k+1} = y - k` of the
+    target (see :func:`two_hot`),
+
+    .. math::
+      \mathcal{L}(y) = -\left(w_k \log p_k + w_{k+1} \log p_{k+1}\right)
+                     = \mathrm{logsumexp}(x) - w_k x_k - w_{k+1} x_{k+1},
+
+    the cross-entropy between the two-hot target and ``p``. Its minimum is the
+    entropy of the two-hot target (0 only for integer targets), reached when
+    ``p`` equals the two-hot. Its gradient with respect to the logits is
+    :math:`p - \mathrm{two\_hot}(y)`, implemented as a custom JVP rule so that
+    reverse mode, forward mode and Hessians all work; the two-hot is never
+    stored. With respect to the targets the gradient is :math:`x_k - x_{k+1}`
+    (zero where a target was clipped).
+
+    Conventions:
+      * Bins are the integers ``0 .. num_bins - 1``, ``num_bins = logits.shape[-1]``
+        (ultralytics' ``reg_max``; mmdetection/GFocal/nanodet's ``reg_max + 1``).
+      * Targets outside ``[0, num_bins - 1]`` are clipped into it; the end
+        point ``num_bins - 1`` is exact. NaN targets give a NaN loss. Use
+        :func:`validate_targets` under ``checkify`` to make either an error.
+      * bf16/f16 logits are computed in float32. The loss has the logits'
+        dtype promoted to at least float32; the gradient has the logits' dtype.
+
+    Examples:
+      The seed document's first example. Its prediction sums to 1.05, which no
+      softmax produces; as logits it is renormalised, so the loss is 0.7096
+      rather than the 0.6608 that its unnormalised formula gives:
+
+      >>> import jax.numpy as jnp, jax_dfl
+      >>> p = jnp.array([0.0, 0.05, 0.60, 0.40, 0.0, 0.0])
+      >>> loss = jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(2.37))
+      >>> print(f"{loss:.4f}")
+      0.7096
+
+      Its second example: a prediction equal to the target still costs the
+      target's entropy, not 0:
+
+      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
+      >>> print(f"{jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(4.8)):.4f}")
+      0.5004
+
+    Args:
+      logits: ``(..., num_bins)`` floating logits.
+      targets: targets in bin units, shape exactly ``logits.shape[:-1]``.
+      where: optional boolean mask of shape ``logits.shape[:-1]``; masked-out
+        elements give loss 0 and gradient 0, whatever their logits or targets.
+
+    Returns:
+      The loss per element, shape ``logits.shape[:-1]``.
+
+    References:
+      Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
+      Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
+      NeurIPS 2020.
+    """
+    logits = jnp.asarray(logits)
+    targets = jnp.asarray(targets)
+    _checks.check_logits(logits)
+    _checks.check_targets(targets, logits.shape)
+    where = _checks.check_where(where, logits.shape)
+    dtype = _checks.compute_dtype(logits.dtype)
+    logits = logits.astype(dtype)
+    targets = targets.astype(dtype)
+    if where is not None:
+        # Padding rows often carry garbage targets: keep them out of the maths.
+        targets = jnp.where(where, targets, 0)
+    return _dfl(logits, targets, where)
+
+
+def validate_targets(
+    targets: ArrayLike,
+    num_bins: int,
+    *,
+    where: ArrayLike | None = None,
+) -> None:
+    """Opt-in runtime check that targets are finite and inside ``[0, num_bins - 1]``.
+
+    :func:`distribution_focal_loss` clips out-of-range targets silently (and
+    NaN propagates). Call this inside the function you jit and wrap it with
+    :func:`jax.experimental.checkify.checkify` to turn either into an error
+    that names the offending minimum and maximum. Outside ``checkify`` a
+    jitted call fails to trace, as for any ``checkify.check``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jax_dfl
+      >>> from jax.experimental import checkify
+      >>> def loss_fn(logits, targets):
+      ...   jax_dfl.validate_targets(targets, logits.shape[-1])
+      ...   return jax_dfl.distribution_focal_loss(logits, targets).mean()
+      >>> err, _ = checkify.checkify(jax.jit(loss_fn))(jnp.zeros((2, 4)), jnp.array([0.5, 7.0]))
+      >>> print(err.get())  # doctest: +ELLIPSIS
+      targets must be finite and in [0, 3]; got min=0.5, max=7.0...
+
+    Args:
+      targets: targets in bin units.
+      num_bins: number of bins.
+      where: optional boolean mask; masked-out targets are not checked.
+    """
+    num_bins = _checks.check_num_bins(num_bins)
+    targets = jnp.asarray(targets)
+    if where is not None:
+        where = jnp.broadcast_to(jnp.asarray(where, bool), targets.shape)
+    valid = jnp.isfinite(targets) & (targets >= 0) & (targets <= num_bins - 1)
+    if where is not None:
+        valid |= ~where
+    lo = jnp.min(targets, where=where, initial=jnp.inf)
+    hi = jnp.max(targets, where=where, initial=-jnp.inf)
+    checkify.check(
+        jnp.all(valid),
+        f"targets must be finite and in [0, {num_bins - 1}]; got min={{lo}}, max={{hi}}",
+        lo=lo,
+        hi=hi,
+    )
