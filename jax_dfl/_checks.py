@@ -9,7 +9,9 @@ from __future__ import annotations
 import operator
 
 import chex
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 # bf16/f16 logits are upcast: a softmax over many bins in 8 mantissa bits is
@@ -54,9 +56,7 @@ def check_targets(targets: chex.Array, logits_shape: tuple[int, ...]) -> None:
     Exact equality, not broadcasting: a `(N, 1)` target against `(N, K)` logits
     would otherwise broadcast into an `(N, N)` loss that averages to nonsense.
     """
-    if not (
-        jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)
-    ):
+    if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)):
         raise TypeError(f"targets must be real numbers (float or int); got dtype {targets.dtype}")
     expected = tuple(logits_shape[:-1])
     chex.assert_shape(
@@ -87,3 +87,27 @@ def check_where(where: ArrayLike | None, logits_shape: tuple[int, ...]):
         exception_type=ValueError,
     )
     return where
+
+
+def check_bin_values(bin_values: ArrayLike | None, num_bins: int, dtype) -> chex.Array | None:
+    """A 1-D, strictly increasing array of ``num_bins`` bin positions, or None.
+
+    Monotonicity is checked when the values are concrete (NumPy, lists, or
+    JAX arrays outside ``jit``); traced values are taken as given.
+    """
+    if bin_values is None:
+        return None
+    values = jnp.asarray(bin_values)
+    if values.ndim != 1 or values.shape[0] != num_bins:
+        raise ValueError(
+            f"bin_values must be 1-D with one value per bin: bin_values.shape={values.shape}, "
+            f"num_bins={num_bins}"
+        )
+    if not (jnp.issubdtype(values.dtype, jnp.floating) or jnp.issubdtype(values.dtype, jnp.integer)):
+        raise TypeError(f"bin_values must be real numbers; got dtype {values.dtype}")
+    if not isinstance(values, jax.core.Tracer):
+        diffs = np.diff(np.asarray(values, dtype=np.float64))
+        if not np.all(diffs > 0):
+            raise ValueError(f"bin_values must be strictly increasing; got {np.asarray(values).tolist()}")
+    # Constants of the loss, not parameters: no gradient flows into them.
+    return jax.lax.stop_gradient(values.astype(dtype))

@@ -19,20 +19,26 @@ from jax.typing import ArrayLike
 from jax_dfl import _checks
 
 
-def _bracket(targets: chex.Array, num_bins: int):
-    """Left bin ``k`` and the weights ``(w_k, w_{k+1})`` of clipped targets.
+def _bracket(targets: chex.Array, num_bins: int, bin_values: chex.Array | None = None):
+    """Left bin ``k``, the weights ``(w_k, w_{k+1})`` and the bin spacing of clipped targets.
 
-    ``k`` is capped at ``num_bins - 2`` so that ``y = num_bins - 1`` is exact
+    Uniform bins (``bin_values=None``) are the integers ``0 .. num_bins - 1``.
+    ``k`` is capped at ``num_bins - 2`` so that the last bin value is exact
     (all weight on the last bin) instead of needing a ``- 0.01`` clamp.
     NaN targets give NaN weights (and an arbitrary but in-range ``k``).
     """
-    y = jnp.clip(targets, 0, num_bins - 1)
-    left = jnp.clip(jnp.floor(y), 0, num_bins - 2)
-    w_right = y - left
-    w_left = (left + 1) - y
-    # Second clip on the integer: a NaN cast to int is platform-defined.
-    index = jnp.clip(left.astype(jnp.int32), 0, num_bins - 2)
-    return index, w_left, w_right
+    if bin_values is None:
+        y = jnp.clip(targets, 0, num_bins - 1)
+        left = jnp.clip(jnp.floor(y), 0, num_bins - 2)
+        # Second clip on the integer: a NaN cast to int is platform-defined.
+        index = jnp.clip(left.astype(jnp.int32), 0, num_bins - 2)
+        return index, (left + 1) - y, y - left, None
+    y = jnp.clip(targets, bin_values[0], bin_values[-1])
+    index = jnp.clip(jnp.searchsorted(bin_values, y, side="right") - 1, 0, num_bins - 2)
+    lo, hi = bin_values[index], bin_values[index + 1]
+    spacing = hi - lo
+    # Linear interpolation between the two neighbouring bin values.
+    return index, (hi - y) / spacing, (y - lo) / spacing, spacing
 
 
 def _two_hot_from_bracket(index, w_left, w_right, num_bins: int, dtype):
@@ -40,8 +46,7 @@ def _two_hot_from_bracket(index, w_left, w_right, num_bins: int, dtype):
     bins = lax.broadcasted_iota(jnp.int32, index.shape + (num_bins,), index.ndim)
     index = index[..., None]
     return (
-        jnp.where(bins == index, w_left[..., None], 0)
-        + jnp.where(bins == index + 1, w_right[..., None], 0)
+        jnp.where(bins == index, w_left[..., None], 0) + jnp.where(bins == index + 1, w_right[..., None], 0)
     ).astype(dtype)
 
 
@@ -57,32 +62,35 @@ def _gather_pair(logits, index):
     return left, right
 
 
-def _dfl_forward(logits, targets, where):
+def _dfl_forward(logits, targets, where, bin_values):
     """The loss and what its derivative reuses (the bracket and logsumexp)."""
-    index, w_left, w_right = _bracket(targets, logits.shape[-1])
+    index, w_left, w_right, spacing = _bracket(targets, logits.shape[-1], bin_values)
     lse = jax.nn.logsumexp(logits, axis=-1)
     x_left, x_right = _gather_pair(logits, index)
     # -(w_l log p_l + w_r log p_r) with log p = x - lse and w_l + w_r = 1.
     loss = lse - _weighted(w_left, x_left) - _weighted(w_right, x_right)
     if where is not None:
         loss = jnp.where(where, loss, 0)
-    return loss, (index, w_left, w_right, lse, x_left, x_right)
+    return loss, (index, w_left, w_right, spacing, lse, x_left, x_right)
 
 
 @jax.custom_jvp
-def _dfl(logits, targets, where):
-    return _dfl_forward(logits, targets, where)[0]
+def _dfl(logits, targets, where, bin_values):
+    return _dfl_forward(logits, targets, where, bin_values)[0]
 
 
 def _dfl_jvp(primals, tangents):
     # Written as a JVP (not a VJP) so forward mode and Hessians keep working;
     # JAX transposes it for reverse mode, giving grad = g * (softmax - two_hot).
     # The softmax reuses the forward logsumexp: XLA then fuses it into the
-    # gradient's write and keeps no (rows, bins) temporary.
-    logits, targets, where = primals
-    d_logits, d_targets, _ = tangents
+    # gradient's write and keeps no (rows, bins) temporary. bin_values arrive
+    # through stop_gradient, so their tangent is always zero.
+    logits, targets, where, bin_values = primals
+    d_logits, d_targets, _, _ = tangents
     num_bins = logits.shape[-1]
-    loss, (index, w_left, w_right, lse, x_left, x_right) = _dfl_forward(logits, targets, where)
+    loss, (index, w_left, w_right, spacing, lse, x_left, x_right) = _dfl_forward(
+        logits, targets, where, bin_values
+    )
 
     d_loss = jnp.zeros_like(loss)
     if not isinstance(d_logits, SymbolicZero):
@@ -92,24 +100,32 @@ def _dfl_jvp(primals, tangents):
             grad = jnp.where(where[..., None], grad, 0)
         d_loss += jnp.sum(grad * d_logits, axis=-1)
     if not isinstance(d_targets, SymbolicZero):
-        # d/dy of (w_l, w_r) is (-1, +1); zero where the target was clipped.
-        inside = (targets >= 0) & (targets <= num_bins - 1)
+        # d/dy of (w_l, w_r) is (-1, +1) / spacing; zero where the target was clipped.
+        low, high = (0, num_bins - 1) if bin_values is None else (bin_values[0], bin_values[-1])
+        inside = (targets >= low) & (targets <= high)
         if where is not None:
             inside &= where
-        d_loss += jnp.where(inside, x_left - x_right, 0) * d_targets
+        slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
+        d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss
 
 
 _dfl.defjvp(_dfl_jvp, symbolic_zeros=True)
 
 
-def two_hot(targets: ArrayLike, num_bins: int) -> jax.Array:
-    r"""Two-hot encoding of continuous targets over integer bins.
+def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None = None) -> jax.Array:
+    r"""Two-hot encoding of continuous targets over integer (or given) bins.
 
     For ``y`` clipped to ``[0, num_bins - 1]`` and ``k = floor(y)`` (``k`` at
     most ``num_bins - 2``), the encoding puts weight :math:`(k + 1) - y` on bin
     ``k`` and :math:`y - k` on bin ``k + 1``; all other bins are 0. It is the
     distribution over the two nearest bins whose mean is ``y``.
+
+    With ``bin_values`` ``v`` (increasing, one per bin) the weights are the
+    linear interpolation between the neighbouring values:
+    :math:`(v_{k+1} - y) / (v_{k+1} - v_k)` on bin ``k`` and
+    :math:`(y - v_k) / (v_{k+1} - v_k)` on bin ``k + 1``, targets clipped to
+    ``[v_0, v_{K-1}]``; the expectation ``sum_i v_i w_i`` is again ``y``.
 
     The loss never builds this array; it is provided for inspection, tests and
     for losses that want a dense target.
@@ -125,9 +141,16 @@ def two_hot(targets: ArrayLike, num_bins: int) -> jax.Array:
       >>> print(jax_dfl.two_hot(5.0, 6))  # num_bins - 1 is exact, no clamp needed
       [0. 0. 0. 0. 0. 1.]
 
+      Log-spaced bins, finer near 0:
+
+      >>> print(jax_dfl.two_hot(6.0, 6, bin_values=[0, 1, 2, 4, 8, 16]))
+      [0.  0.  0.  0.5 0.5 0. ]
+
     Args:
-      targets: real targets in bin units, any shape.
+      targets: real targets in bin units (or in the units of ``bin_values``).
       num_bins: number of bins (a Python int, at least 2).
+      bin_values: optional strictly increasing 1-D array of ``num_bins`` bin
+        positions; default ``0 .. num_bins - 1``.
 
     Returns:
       An array of shape ``targets.shape + (num_bins,)``, float32 (float64 for
@@ -135,13 +158,12 @@ def two_hot(targets: ArrayLike, num_bins: int) -> jax.Array:
     """
     num_bins = _checks.check_num_bins(num_bins)
     targets = jnp.asarray(targets)
-    if not (
-        jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)
-    ):
+    if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)):
         raise TypeError(f"targets must be real numbers (float or int); got dtype {targets.dtype}")
     dtype = _checks.compute_dtype(targets.dtype)
     targets = targets.astype(dtype)
-    index, w_left, w_right = _bracket(targets, num_bins)
+    bin_values = _checks.check_bin_values(bin_values, num_bins, dtype)
+    index, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, dtype)
     return jnp.where(jnp.isnan(targets)[..., None], jnp.nan, encoded)
 
@@ -151,6 +173,7 @@ def distribution_focal_loss(
     targets: ArrayLike,
     *,
     where: ArrayLike | None = None,
+    bin_values: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Distribution Focal Loss (DFL), unreduced.
 
@@ -202,6 +225,11 @@ def distribution_focal_loss(
       targets: targets in bin units, shape exactly ``logits.shape[:-1]``.
       where: optional boolean mask of shape ``logits.shape[:-1]``; masked-out
         elements give loss 0 and gradient 0, whatever their logits or targets.
+      bin_values: optional strictly increasing bin positions, one per bin
+        (e.g. log-spaced for fine resolution near 0). Targets are then in
+        those units and the two-hot weights interpolate linearly between
+        neighbouring values (see :func:`two_hot`). Constants: no gradient
+        flows into them. ``None`` (the integers) takes the fastest path.
 
     Returns:
       The loss per element, shape ``logits.shape[:-1]``.
@@ -219,10 +247,12 @@ def distribution_focal_loss(
     dtype = _checks.compute_dtype(logits.dtype)
     logits = logits.astype(dtype)
     targets = targets.astype(dtype)
+    bin_values = _checks.check_bin_values(bin_values, logits.shape[-1], dtype)
     if where is not None:
         # Padding rows often carry garbage targets: keep them out of the maths.
-        targets = jnp.where(where, targets, 0)
-    return _dfl(logits, targets, where)
+        safe = 0 if bin_values is None else bin_values[0]
+        targets = jnp.where(where, targets, safe)
+    return _dfl(logits, targets, where, bin_values)
 
 
 def validate_targets(
@@ -230,6 +260,7 @@ def validate_targets(
     num_bins: int,
     *,
     where: ArrayLike | None = None,
+    bin_values: ArrayLike | None = None,
 ) -> None:
     """Opt-in runtime check that targets are finite and inside ``[0, num_bins - 1]``.
 
@@ -253,19 +284,79 @@ def validate_targets(
       targets: targets in bin units.
       num_bins: number of bins.
       where: optional boolean mask; masked-out targets are not checked.
+      bin_values: optional bin positions; the range is then ``[v_0, v_{K-1}]``.
     """
     num_bins = _checks.check_num_bins(num_bins)
     targets = jnp.asarray(targets)
     if where is not None:
         where = jnp.broadcast_to(jnp.asarray(where, bool), targets.shape)
-    valid = jnp.isfinite(targets) & (targets >= 0) & (targets <= num_bins - 1)
+    if bin_values is None:
+        low, high = 0, num_bins - 1
+    else:
+        values = _checks.check_bin_values(bin_values, num_bins, jnp.float32)
+        low, high = values[0], values[-1]
+    valid = jnp.isfinite(targets) & (targets >= low) & (targets <= high)
     if where is not None:
         valid |= ~where
     lo = jnp.min(targets, where=where, initial=jnp.inf)
     hi = jnp.max(targets, where=where, initial=-jnp.inf)
     checkify.check(
         jnp.all(valid),
-        f"targets must be finite and in [0, {num_bins - 1}]; got min={{lo}}, max={{hi}}",
+        "targets must be finite and in [{low}, {high}]; got min={lo}, max={hi}",
+        low=jnp.asarray(low),
+        high=jnp.asarray(high),
         lo=lo,
         hi=hi,
     )
+
+
+def two_hot_entropy(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None = None) -> jax.Array:
+    """Entropy of :func:`two_hot` ``(targets)``: DFL's minimum over all predictions.
+
+    ``-(w_k log w_k + w_{k+1} log w_{k+1})`` with ``0 log 0 = 0``: 0 for targets
+    on a bin, ``log 2`` half-way between two bins.
+
+    Examples:
+      >>> import jax_dfl
+      >>> print(f"{jax_dfl.two_hot_entropy(4.8, 6):.4f}")  # the seed's example 2
+      0.5004
+    """
+    num_bins = _checks.check_num_bins(num_bins)
+    targets = jnp.asarray(targets)
+    dtype = _checks.compute_dtype(targets.dtype)
+    targets = targets.astype(dtype)
+    bin_values = _checks.check_bin_values(bin_values, num_bins, dtype)
+    _, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
+    return -(jax.scipy.special.xlogy(w_left, w_left) + jax.scipy.special.xlogy(w_right, w_right))
+
+
+def distribution_focal_kl(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    where: ArrayLike | None = None,
+    bin_values: ArrayLike | None = None,
+) -> jax.Array:
+    r"""DFL shifted to be 0 at its optimum: :math:`\mathrm{KL}(\text{two\_hot}(y)\,\|\,p)`.
+
+    Equal to :func:`distribution_focal_loss` minus :func:`two_hot_entropy`, so
+    it has the same gradient with respect to the logits (``softmax - two_hot``)
+    and reads 0 for a perfect prediction, which makes logged values comparable
+    across targets. The entropy term is a constant of the target: no gradient
+    flows through it (its derivative is singular at integer targets), so the
+    gradient with respect to the targets is DFL's.
+
+    Examples:
+      >>> import jax.numpy as jnp, jax_dfl
+      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
+      >>> print(f"{jax_dfl.distribution_focal_kl(jnp.log(p), jnp.array(4.8)):.4f}")
+      0.0000
+
+    Args and returns as for :func:`distribution_focal_loss`.
+    """
+    loss = distribution_focal_loss(logits, targets, where=where, bin_values=bin_values)
+    logits = jnp.asarray(logits)
+    entropy = lax.stop_gradient(
+        two_hot_entropy(jnp.asarray(targets).astype(loss.dtype), logits.shape[-1], bin_values=bin_values)
+    )
+    return loss - (entropy if where is None else jnp.where(where, entropy, 0))

@@ -54,3 +54,60 @@ def entropy(probs) -> np.ndarray:
 def decode(logits) -> np.ndarray:
     p = softmax(logits)
     return (p * np.arange(p.shape[-1])).sum(axis=-1)
+
+
+def two_hot_values(targets, values) -> np.ndarray:
+    """Linear interpolation weights between neighbouring (non-uniform) bin values."""
+    values = np.asarray(values, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    out = np.zeros(targets.shape + values.shape, dtype=np.float64)
+    for pos in np.ndindex(targets.shape):
+        y = min(max(float(targets[pos]), values[0]), values[-1])
+        for k in range(len(values) - 1):
+            lo, hi = values[k], values[k + 1]
+            if lo <= y <= hi:
+                out[pos + (k,)] = (hi - y) / (hi - lo)
+                out[pos + (k + 1,)] = (y - lo) / (hi - lo)
+                break
+    return out
+
+
+def cross_entropy(target_dist, logits) -> np.ndarray:
+    t = np.asarray(target_dist, dtype=np.float64)
+    logp = log_softmax(logits)
+    return -np.where(t == 0, 0.0, t * np.where(t == 0, 0.0, logp)).sum(axis=-1)
+
+
+def sigmoid(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+
+
+def quality_focal(logits, q, beta) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    # BCE = -(q log s + (1-q) log(1-s)) with log s = -log(1+e^-x), log(1-s) = -log(1+e^x).
+    bce = q * np.logaddexp(0, -x) + (1 - q) * np.logaddexp(0, x)
+    return bce * np.abs(sigmoid(x) - q) ** beta
+
+
+def kl(p, q) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    return np.where(p > 0, p * (np.log(np.where(p > 0, p, 1)) - np.log(q)), 0).sum(axis=-1)
+
+
+def giou(a, b) -> float:
+    """GIoU of two xyxy boxes, written out for one pair."""
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    area_a = max(ax2 - ax1, 0) * max(ay2 - ay1, 0)
+    area_b = max(bx2 - bx1, 0) * max(by2 - by1, 0)
+    iw = max(min(ax2, bx2) - max(ax1, bx1), 0)
+    ih = max(min(ay2, by2) - max(ay1, by1), 0)
+    inter = iw * ih
+    union = area_a + area_b - inter
+    cw = max(ax2, bx2) - min(ax1, bx1)
+    ch = max(ay2, by2) - min(ay1, by1)
+    enclosing = cw * ch
+    return inter / union - (enclosing - union) / enclosing

@@ -80,9 +80,7 @@ def test_loss_matches_float64_brute_force(shape, num_bins):
 
 @pytest.mark.parametrize("num_bins", [2, 6, 17])
 def test_two_hot_matches_brute_force(num_bins):
-    targets = np.concatenate(
-        [np.linspace(-2, num_bins + 1, 97), np.arange(num_bins), [num_bins - 1.0]]
-    )
+    targets = np.concatenate([np.linspace(-2, num_bins + 1, 97), np.arange(num_bins), [num_bins - 1.0]])
     with jax.enable_x64(True):
         np.testing.assert_allclose(
             jax_dfl.two_hot(targets, num_bins), ref.two_hot(targets, num_bins), atol=1e-15
@@ -93,9 +91,7 @@ def test_decode_matches_brute_force():
     logits, _ = _random_case(3, (4, 5), 16)
     with jax.enable_x64(True):
         np.testing.assert_allclose(jax_dfl.decode(logits), ref.decode(logits), rtol=1e-12)
-    np.testing.assert_allclose(
-        jax_dfl.decode(logits.astype(np.float32)), ref.decode(logits), rtol=1e-5
-    )
+    np.testing.assert_allclose(jax_dfl.decode(logits.astype(np.float32)), ref.decode(logits), rtol=1e-5)
 
 
 # --- derivatives ------------------------------------------------------------------------
@@ -327,9 +323,7 @@ def _logits_and_targets(draw):
 def test_property_shift_invariance(case, shift):
     logits, targets = case
     with jax.enable_x64(True):
-        np.testing.assert_allclose(
-            dfl(logits + shift, targets), dfl(logits, targets), rtol=1e-9, atol=1e-9
-        )
+        np.testing.assert_allclose(dfl(logits + shift, targets), dfl(logits, targets), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(
             jax_dfl.decode(logits + shift), jax_dfl.decode(logits), rtol=1e-9, atol=1e-9
         )

@@ -1,0 +1,199 @@
+"""How much more than a softmax does DFL cost? Timings and XLA scratch memory.
+
+    python experiments/benchmark.py                      # YOLO-sized: 64 x 8400 x 4 rows, 17 bins
+    python experiments/benchmark.py --rows 100000 --json runs/bench.json
+
+Every function is jitted, compiled once, then all are timed in an interleaved
+round-robin (A, B, C, A, B, C, ...) so that machine noise hits them alike; the
+table shows medians and ratios measured in this one run. The floor is
+``logsumexp``: every softmax loss computes one and its gradient writes a
+softmax-sized array. Also timed: the alternatives a JAX user has today, a naive
+DFL (dense two-hot times ``log_softmax``) and ``optax.softmax_cross_entropy``
+with a dense two-hot target. Scratch memory is XLA's own figure,
+``compiled.memory_analysis().temp_size_in_bytes``. On a GPU the achieved
+bandwidth of the fused gradient (logits read + gradient written) is reported as
+a fraction of an elementwise device copy (read + write) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import jax_dfl
+
+TARGETS = {
+    # name: (numerator, denominator, kind, target, stretch)
+    "dfl value_and_grad / logsumexp value_and_grad": ("dfl v&g", "logsumexp v&g", "time", 1.15, 1.05),
+    "dfl forward / logsumexp forward": ("dfl fwd", "logsumexp fwd", "time", 1.75, 1.25),
+    "decode / logsumexp forward": ("decode", "logsumexp fwd", "time", 1.5, None),
+    "dfl value_and_grad scratch / logits bytes": ("dfl v&g", None, "memory", 0.3, None),
+}
+
+
+def make_functions():
+    def lse_rows(x, y):
+        return jax.nn.logsumexp(x.astype(jnp.float32), axis=-1)
+
+    def dfl_rows(x, y):
+        return jax_dfl.distribution_focal_loss(x, y)
+
+    def naive_rows(x, y):
+        logp = jax.nn.log_softmax(x.astype(jnp.float32), axis=-1)
+        return -jnp.sum(jax_dfl.two_hot(y, x.shape[-1]) * logp, axis=-1)
+
+    def optax_rows(x, y):
+        return optax.softmax_cross_entropy(x.astype(jnp.float32), jax_dfl.two_hot(y, x.shape[-1]))
+
+    def vg(rows_fn):
+        return jax.value_and_grad(lambda x, y: rows_fn(x, y).mean())
+
+    return {
+        "logsumexp fwd": lse_rows,
+        "logsumexp v&g": vg(lse_rows),
+        "dfl fwd": dfl_rows,
+        "dfl v&g": vg(dfl_rows),
+        "decode": lambda x, y: jax_dfl.decode(x),
+        "naive JAX DFL fwd": naive_rows,
+        "naive JAX DFL v&g": vg(naive_rows),
+        "optax CE(two_hot) fwd": optax_rows,
+        "optax CE(two_hot) v&g": vg(optax_rows),
+        "device copy (x*2)": lambda x, y: x * 2,
+    }
+
+
+def bench_dtype(rows: int, bins: int, dtype, repeats: int) -> dict:
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = (3 * jax.random.normal(kx, (rows, bins))).astype(dtype)
+    y = jax.random.uniform(ky, (rows,), maxval=bins - 1)
+    logits_bytes = x.size * x.dtype.itemsize
+    compiled, scratch = {}, {}
+    for name, fn in make_functions().items():
+        c = jax.jit(fn).lower(x, y).compile()
+        compiled[name] = c
+        mem = c.memory_analysis()
+        scratch[name] = None if mem is None else int(mem.temp_size_in_bytes)
+        jax.block_until_ready(c(x, y))  # warm up
+
+    # Sanity: the fused loss agrees with the naive one on this data.
+    np.testing.assert_allclose(
+        compiled["dfl fwd"](x, y), compiled["naive JAX DFL fwd"](x, y), rtol=2e-4, atol=2e-4
+    )
+
+    times = {name: [] for name in compiled}
+    for _ in range(repeats):
+        for name, c in compiled.items():
+            t = time.perf_counter()
+            jax.block_until_ready(c(x, y))
+            times[name].append(time.perf_counter() - t)
+    median = {name: float(np.median(ts)) for name, ts in times.items()}
+
+    # Bandwidth: the fused gradient reads the logits and writes the gradient.
+    moved_vg = 2 * logits_bytes
+    copy_bw = 2 * logits_bytes / median["device copy (x*2)"]
+    bandwidth = {
+        "dfl v&g GB/s": moved_vg / median["dfl v&g"] / 1e9,
+        "copy GB/s": copy_bw / 1e9,
+        "dfl v&g fraction of copy": moved_vg / median["dfl v&g"] / copy_bw,
+    }
+    ratios = {}
+    for label, (num, den, kind, target, stretch) in TARGETS.items():
+        if kind == "time":
+            value = median[num] / median[den]
+        else:
+            value = None if scratch[num] is None else scratch[num] / logits_bytes
+        ratios[label] = {"value": value, "target": target, "stretch": stretch}
+    ratios["dfl value_and_grad scratch / logsumexp value_and_grad scratch"] = {
+        "value": None
+        if scratch["logsumexp v&g"] in (None, 0)
+        else scratch["dfl v&g"] / scratch["logsumexp v&g"],
+        "target": None,
+        "stretch": 1.0,
+    }
+    return {
+        "dtype": jnp.dtype(dtype).name,
+        "rows": rows,
+        "bins": bins,
+        "logits_bytes": logits_bytes,
+        "median_seconds": median,
+        "scratch_bytes": scratch,
+        "ratios": ratios,
+        "bandwidth": bandwidth,
+    }
+
+
+def print_report(result: dict, on_gpu: bool) -> None:
+    med, scratch, lb = result["median_seconds"], result["scratch_bytes"], result["logits_bytes"]
+    print(f"\n{result['rows']:,} x {result['bins']} {result['dtype']} logits ({lb / 1e6:.1f} MB)")
+    print(f"{'function':<26}{'median ms':>11}{'vs lse fwd':>12}{'vs lse v&g':>12}{'scratch MB':>12}")
+    for name in med:
+        s = scratch[name]
+        print(
+            f"{name:<26}{med[name] * 1e3:>11.2f}{med[name] / med['logsumexp fwd']:>12.2f}"
+            f"{med[name] / med['logsumexp v&g']:>12.2f}{'n/a' if s is None else f'{s / 1e6:.1f}':>12}"
+        )
+    print("targets:")
+    for label, r in result["ratios"].items():
+        value, target, stretch = r["value"], r["target"], r["stretch"]
+        if value is None:
+            print(f"  {label}: n/a")
+            continue
+        verdict = ""
+        if target is not None:
+            verdict = "met" if value <= target else "MISSED"
+        if stretch is not None:
+            verdict += (", " if verdict else "") + ("stretch met" if value <= stretch else "stretch missed")
+        bound = f"<= {target}" if target is not None else ""
+        bound += (" (stretch " if bound else "(stretch ") + f"{stretch})" if stretch is not None else ""
+        print(f"  {label} = {value:.3f}  target {bound}: {verdict}")
+    if on_gpu:
+        b = result["bandwidth"]
+        print(
+            f"bandwidth: dfl v&g {b['dfl v&g GB/s']:.0f} GB/s = {b['dfl v&g fraction of copy']:.2f} "
+            f"of an elementwise copy ({b['copy GB/s']:.0f} GB/s)"
+        )
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=64 * 8400 * 4)
+    p.add_argument("--bins", type=int, default=17)
+    p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--json", type=pathlib.Path)
+    args = p.parse_args(argv)
+
+    device = jax.devices()[0]
+    on_gpu = device.platform == "gpu"
+    info = {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "jax": jax.__version__,
+        "host": platform.machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
+    results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
+    for r in results:
+        print_report(r, on_gpu)
+    out = {"device": info, "config": vars(args) | {"json": str(args.json)}, "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.json}")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Flax NNX building blocks for distribution regression heads."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from jax_dfl.decoding import decode
+
+
+class DistributionHead(nnx.Module):
+    """Maps features to per-output bin logits, shape ``(..., num_outputs, num_bins)``.
+
+    One linear layer, as in GFL/YOLOv8 heads (a conv there; a dense layer on
+    feature vectors here). Weights start at zero-mean small values and the
+    bias at 0, so the initial distribution is close to uniform.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> head = DistributionHead(32, num_outputs=4, num_bins=17, rngs=nnx.Rngs(0))
+      >>> head(jnp.ones((8, 32))).shape
+      (8, 4, 17)
+    """
+
+    def __init__(self, in_features: int, *, num_outputs: int, num_bins: int, rngs: nnx.Rngs):
+        if num_bins < 2:
+            raise ValueError(f"num_bins must be >= 2; got {num_bins}")
+        self.num_outputs = num_outputs
+        self.num_bins = num_bins
+        self.linear = nnx.Linear(in_features, num_outputs * num_bins, rngs=rngs)
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        logits = self.linear(features)
+        return logits.reshape(*logits.shape[:-1], self.num_outputs, self.num_bins)
+
+
+class Integral(nnx.Module):
+    """Parameter-free decode: expected bin value of ``softmax(logits)`` (GFL's "Integral").
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> print(Integral()(jnp.zeros((2, 5))))  # uniform over bins 0..4
+      [2. 2.]
+    """
+
+    def __call__(self, logits: jax.Array) -> jax.Array:
+        return decode(logits)

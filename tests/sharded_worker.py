@@ -1,0 +1,65 @@
+"""Run in a subprocess with 8 virtual CPU devices by tests/test_parallel.py.
+
+Kept out of the main test process so that the rest of the suite sees one
+device. Prints one JSON object of measurements; the assertions live in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jax_dfl
+from jax_dfl import parallel, toy
+
+
+def main() -> None:
+    out: dict = {"device_count": jax.device_count()}
+    mesh = parallel.data_mesh()
+    key = jax.random.key(0)
+    logits = jax.random.normal(key, (64, 4, 17))
+    targets = jax.random.uniform(jax.random.key(1), (64, 4), maxval=16)
+    mask = jax.random.bernoulli(jax.random.key(2), 0.8, (64, 4))
+
+    def mean_loss(x, y, m):
+        return jax_dfl.distribution_focal_loss(x, y, where=m).sum() / m.sum()
+
+    loss1, grad1 = jax.jit(jax.value_and_grad(mean_loss))(logits, targets, mask)
+    xs, ys, ms = parallel.shard_batch((logits, targets, mask), mesh)
+    loss8, grad8 = jax.jit(jax.value_and_grad(mean_loss))(xs, ys, ms)
+    per_element = jax.jit(lambda x, y: jax_dfl.distribution_focal_loss(x, y))(xs, ys)
+    decoded = jax.jit(jax_dfl.decode)(xs)
+    out["loss_abs_diff"] = float(abs(loss1 - loss8))
+    out["grad_max_abs_diff"] = float(jnp.max(jnp.abs(grad1 - grad8)))
+    out["grad_sharded_over"] = len(grad8.sharding.device_set)
+    expected = parallel.batch_sharding(mesh, 2)
+    out["loss_keeps_batch_sharding"] = bool(per_element.sharding.is_equivalent_to(expected, 2))
+    out["decode_keeps_batch_sharding"] = bool(decoded.sharding.is_equivalent_to(expected, 2))
+    out["per_element_max_abs_diff"] = float(
+        jnp.max(jnp.abs(per_element - jax_dfl.distribution_focal_loss(logits, targets)))
+    )
+
+    task = toy.TaskConfig()
+    train = toy.TrainConfig(hidden=32, steps=30, eval_every=10, batch_size=64)
+    data = toy.make_batch(jax.random.key(5), 128, task)
+    kwargs = dict(task=task, train_config=train, eval_data=data, test_inputs=data[0])
+    for loss in ("dfl", "l1"):
+        single = toy.train(loss, [0, 1], **kwargs)
+        sharded = toy.train(loss, [0, 1], mesh=mesh, **kwargs)
+        out[f"{loss}_curve_max_rel_diff"] = float(
+            np.max(np.abs(single.curves - sharded.curves) / np.abs(single.curves))
+        )
+        out[f"{loss}_curve_changed"] = float(single.curves[0, 0] - single.curves[0, -1])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

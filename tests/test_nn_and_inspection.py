@@ -1,0 +1,134 @@
+"""Flax NNX modules, the toy model, and the gradient-inspection helpers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jax_dfl
+from jax_dfl import toy
+from jax_dfl.inspection import distribution_gradient_profile, gaussian_logits, gradient_profile
+from jax_dfl.nn import DistributionHead, Integral
+from tests import reference as ref
+
+
+def test_distribution_head_shapes_and_jit():
+    head = DistributionHead(12, num_outputs=4, num_bins=17, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 3, 12))
+    out = head(x)
+    assert out.shape == (2, 3, 4, 17)
+    np.testing.assert_allclose(nnx.jit(lambda h, x: h(x))(head, x), out, rtol=1e-6)
+    with pytest.raises(ValueError, match="num_bins"):
+        DistributionHead(12, num_outputs=4, num_bins=1, rngs=nnx.Rngs(0))
+
+
+def test_integral_is_decode():
+    logits = jax.random.normal(jax.random.key(0), (5, 4, 9))
+    np.testing.assert_allclose(Integral()(logits), ref.decode(np.asarray(logits)), rtol=1e-5)
+    assert not nnx.state(Integral(), nnx.Param)  # parameter-free
+
+
+@pytest.mark.parametrize("loss", toy.LOSSES)
+def test_toy_model_a_few_steps_reduce_the_loss(loss):
+    task, train = toy.TaskConfig(), toy.TrainConfig(hidden=32)
+    model = toy.ToyRegressor(loss, task, train, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
+    x, y = toy.make_batch(jax.random.key(1), 128, task)
+
+    @nnx.jit
+    def step(model, optimizer):
+        value, grads = nnx.value_and_grad(lambda m: toy.training_loss(loss, m(x), y).mean())(model)
+        optimizer.update(model, grads)
+        return value
+
+    first = float(step(model, optimizer))
+    for _ in range(30):
+        last = float(step(model, optimizer))
+    assert last < 0.7 * first
+    expected_shape = (128,) if loss in ("l1", "smooth_l1") else (128, task.num_bins)
+    assert model(x).shape == expected_shape
+    assert model.predict(x).shape == (128,)
+
+
+def test_toy_batches_are_seeded_and_span_the_range():
+    task = toy.TaskConfig()
+    x1, y1 = toy.make_batch(jax.random.key(3), 4096, task)
+    x2, _ = toy.make_batch(jax.random.key(3), 4096, task)
+    np.testing.assert_array_equal(x1, x2)
+    assert x1.shape == (4096, task.signal_length)
+    assert float(y1.min()) < 0.1 and float(y1.max()) > task.num_bins - 1.1
+
+
+def test_training_is_reproducible_and_seeds_differ():
+    task, train = (
+        toy.TaskConfig(),
+        toy.TrainConfig(hidden=32, steps=40, eval_every=20, batch_size=64),
+    )
+    data = toy.make_batch(jax.random.key(9), 128, task)
+    kwargs = dict(task=task, train_config=train, eval_data=data, test_inputs=data[0])
+    a = toy.train("dfl", [0, 1], **kwargs)
+    b = toy.train("dfl", [0, 1], **kwargs)
+    np.testing.assert_array_equal(a.curves, b.curves)
+    np.testing.assert_array_equal(a.test_predictions, b.test_predictions)
+    assert not np.array_equal(a.curves[0], a.curves[1])
+    assert a.curves.shape == (2, 3) and a.steps == [0, 20, 40]
+    # A vmapped seed matches the same seed trained alone.
+    alone = toy.train("dfl", [1], **kwargs)
+    np.testing.assert_allclose(alone.curves[0], a.curves[1], rtol=1e-4)
+
+
+def test_steps_to_reach():
+    assert toy.steps_to_reach([0, 10, 20], np.array([1.0, 0.5, 0.2]), 0.5) == 10
+    assert toy.steps_to_reach([0, 10, 20], np.array([1.0, 0.5, 0.2]), 0.1) is None
+
+
+# --- gradient inspection against closed forms ---------------------------------------------
+
+
+def test_gradient_profile_closed_forms():
+    errors = jnp.array([-3.0, -0.5, -0.01, 0.01, 0.5, 3.0])
+    l1 = gradient_profile(lambda p, y: jnp.abs(p - y), errors, target=2.0)
+    np.testing.assert_array_equal(l1, np.sign(errors))
+    huber = gradient_profile(lambda p, y: optax.huber_loss(p, y, delta=1.0), errors, target=2.0)
+    np.testing.assert_allclose(huber, np.clip(errors, -1, 1), rtol=1e-6)
+    l2 = gradient_profile(lambda p, y: 0.5 * (p - y) ** 2, errors.reshape(2, 3), target=-1.0)
+    np.testing.assert_allclose(l2, errors.reshape(2, 3), rtol=1e-5)
+
+
+def test_distribution_profile_logit_gradient_is_softmax_minus_two_hot():
+    errors = np.linspace(-4, 4, 9)
+    out = distribution_gradient_profile(
+        jax_dfl.distribution_focal_loss, errors, target=7.6, num_bins=16, width=1.3
+    )
+    logits = np.asarray(gaussian_logits(7.6 + errors, 16, width=1.3))
+    expected = ref.softmax(logits) - ref.two_hot(np.full(9, 7.6), 16)
+    np.testing.assert_allclose(out.grad_logits, expected, atol=2e-6)
+    np.testing.assert_allclose(out.grad_logits_norm, np.linalg.norm(expected, axis=-1), atol=2e-6)
+    np.testing.assert_allclose(out.prediction, ref.decode(logits), atol=1e-5)
+
+
+def test_distribution_profile_prediction_gradient_by_finite_differences():
+    # Independent check: d loss / d prediction along the Gaussian family, by
+    # central differences of the float64 reference in the location mu.
+    target, width, h = 8.3, 1.0, 1e-5
+    errors = np.array([-3.0, -1.2, 0.4, 2.5])
+    out = distribution_gradient_profile(
+        jax_dfl.distribution_focal_loss, errors, target=target, num_bins=17, width=width
+    )
+
+    def family(mu):
+        bins = np.arange(17.0)
+        return -0.5 * ((bins - mu) / width) ** 2
+
+    for err, got in zip(errors, np.asarray(out.grad_prediction), strict=True):
+        mu = target + err
+        d_loss = (ref.dfl(family(mu + h), target) - ref.dfl(family(mu - h), target)) / (2 * h)
+        d_pred = (ref.decode(family(mu + h)) - ref.decode(family(mu - h))) / (2 * h)
+        assert got == pytest.approx(d_loss / d_pred, rel=1e-3)
+    # It grows with the error, unlike L1's constant +-1.
+    assert abs(out.grad_prediction[0]) > 2 * abs(out.grad_prediction[2])
+    assert np.all(np.sign(out.grad_prediction) == np.sign(errors))
