@@ -5,7 +5,8 @@
 
 Every function is jitted, compiled once, then all are timed in an interleaved
 round-robin (A, B, C, A, B, C, ...) so that machine noise hits them alike; the
-table shows medians and ratios measured in this one run. The floor is
+table shows medians, and each target ratio is the median over rounds of the
+ratio of the two functions' times in that round, all measured in this one run. The floor is
 ``logsumexp``: every softmax loss computes one and its gradient writes a
 softmax-sized array. Also timed: the alternatives a JAX user has today, a naive
 DFL (dense two-hot times ``log_softmax``) and ``optax.softmax_cross_entropy``
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import platform
 import sys
 import time
 
@@ -32,6 +32,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import jax_dfl
+from jax_dfl.environment import device_info
 
 TARGETS = {
     # name: (numerator, denominator, kind, target, stretch)
@@ -110,7 +111,9 @@ def bench_dtype(rows: int, bins: int, dtype, repeats: int) -> dict:
     ratios = {}
     for label, (num, den, kind, target, stretch) in TARGETS.items():
         if kind == "time":
-            value = median[num] / median[den]
+            # Paired: the two were timed back to back in each round, so slow
+            # drifts of a shared machine cancel; the median over rounds.
+            value = float(np.median(np.array(times[num]) / np.array(times[den])))
         else:
             value = None if scratch[num] is None else scratch[num] / logits_bytes
         ratios[label] = {"value": value, "target": target, "stretch": stretch}
@@ -127,6 +130,7 @@ def bench_dtype(rows: int, bins: int, dtype, repeats: int) -> dict:
         "bins": bins,
         "logits_bytes": logits_bytes,
         "median_seconds": median,
+        "min_seconds": {name: float(np.min(ts)) for name, ts in times.items()},
         "scratch_bytes": scratch,
         "ratios": ratios,
         "bandwidth": bandwidth,
@@ -176,13 +180,7 @@ def main(argv=None) -> dict:
 
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
-    info = {
-        "platform": device.platform,
-        "device_kind": device.device_kind,
-        "jax": jax.__version__,
-        "host": platform.machine(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
+    info = device_info()
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
     results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
     for r in results:

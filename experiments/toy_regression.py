@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import platform
 import sys
 import time
 
@@ -24,7 +23,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from jax_dfl import toy
+from jax_dfl import parallel, toy
+from jax_dfl.environment import device_info
 
 PRESETS = {
     # <= 90 s on 2 CPU cores, compilation included.
@@ -38,18 +38,6 @@ PRESETS = {
 EVAL_SEED, TEST_SEED = 10_000_001, 10_000_002  # fixed held-out sets, shared by all runs
 
 
-def device_info() -> dict:
-    devices = jax.devices()
-    return {
-        "platform": devices[0].platform,
-        "device_kind": devices[0].device_kind,
-        "device_count": len(devices),
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "host": platform.machine(),
-    }
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
@@ -59,6 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, nargs="+", help="learning rate(s) to sweep")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--eval-size", type=int, default=2048)
+    p.add_argument(
+        "--single-device",
+        action="store_true",
+        help="do not split batches over all local devices (the default when there are several)",
+    )
     p.add_argument("--out", type=pathlib.Path, required=True)
     return p.parse_args(argv)
 
@@ -147,7 +140,13 @@ def main(argv=None) -> dict:
     )
     target_mae = preset["target_mae"]
     device = device_info()
-    print(f"device: {device['device_count']} x {device['device_kind']} ({device['platform']})")
+    # Data parallel over every local device (after jax.distributed.initialize(), every device).
+    mesh = None if args.single_device or jax.device_count() == 1 else parallel.data_mesh()
+    device["data_parallel_devices"] = 1 if mesh is None else mesh.size
+    print(
+        f"device: {device['device_count']} x {device['device_kind']} ({device['platform']}), "
+        f"data parallel over {device['data_parallel_devices']}"
+    )
 
     x_val, y_val = toy.make_batch(jax.random.key(EVAL_SEED), args.eval_size, task)
     x_test, y_test = toy.make_batch(jax.random.key(TEST_SEED), args.eval_size, task)
@@ -172,6 +171,7 @@ def main(argv=None) -> dict:
                     learning_rate=lr,
                     eval_data=(x_val, y_val),
                     test_inputs=x_test,
+                    mesh=mesh,
                     progress=bar.update,
                 )
                 candidates.append(result)

@@ -16,8 +16,8 @@ def decode(logits: ArrayLike, *, bin_values: ArrayLike | None = None) -> jax.Arr
     r"""Expected bin value of ``softmax(logits)``: :math:`\sum_i v_i\, p_i`, ``v_i = i`` by default.
 
     This is the "integral" step of GFL/DFL heads at inference. It is computed
-    as ``sum(i * e_i) / sum(e_i)`` with ``e = exp(x - max(x))``, so it costs one
-    pass like a logsumexp and never stores the softmax.
+    as ``sum(i * e_i) / sum(e_i)`` with ``e = exp(x - max(x))``, so it costs
+    about what a logsumexp costs and never stores the softmax.
 
     Examples:
       The seed document's decode of ``0.2`` on bin 4 and ``0.8`` on bin 5:
@@ -46,7 +46,11 @@ def decode(logits: ArrayLike, *, bin_values: ArrayLike | None = None) -> jax.Arr
     bins = _checks.check_bin_values(bin_values, num_bins, x.dtype)
     if bins is None:
         bins = jnp.arange(num_bins, dtype=x.dtype)
-    return jnp.sum(e * bins, axis=-1) / jnp.sum(e, axis=-1)
+    # Both sums, sum(v_i e_i) and sum(e_i), in one small matmul: one pass over
+    # the exponentials (two separate reductions were slower on XLA:CPU).
+    # HIGHEST keeps full float32 on TPU/GPU, whose default may round to bf16/TF32.
+    sums = jnp.matmul(e, jnp.stack([bins, jnp.ones_like(bins)], axis=-1), precision=lax.Precision.HIGHEST)
+    return sums[..., 0] / sums[..., 1]
 
 
 class DistributionStats(NamedTuple):

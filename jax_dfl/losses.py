@@ -50,11 +50,6 @@ def _two_hot_from_bracket(index, w_left, w_right, num_bins: int, dtype):
     ).astype(dtype)
 
 
-def _weighted(weight, value):
-    # 0 * (-inf) is NaN; a zero weight on a zero-probability bin contributes 0.
-    return jnp.where(weight == 0, 0, weight * value)
-
-
 def _gather_pair(logits, index):
     """``(x_k, x_{k+1})`` by gather: two reads per row, no one-hot."""
     left = jnp.take_along_axis(logits, index[..., None], axis=-1)[..., 0]
@@ -62,16 +57,41 @@ def _gather_pair(logits, index):
     return left, right
 
 
+def _max_and_weighted_sum(logits, weights):
+    """Row max of the logits and ``sum_i w_i x_i`` in one variadic reduction.
+
+    One pass over the logits: on XLA:CPU this ran about 1.5x faster than a
+    max followed by two gathers. ``w_i = 0`` contributes 0 even where
+    ``x_i = -inf`` (a zero-probability bin).
+    """
+    weighted = jnp.where(weights == 0, 0, weights * logits)
+    init = (jnp.array(-jnp.inf, logits.dtype), jnp.array(0, logits.dtype))
+    return lax.reduce(
+        (logits, weighted),
+        init,
+        lambda a, b: (jnp.maximum(a[0], b[0]), a[1] + b[1]),
+        (logits.ndim - 1,),
+    )
+
+
 def _dfl_forward(logits, targets, where, bin_values):
-    """The loss and what its derivative reuses (the bracket and logsumexp)."""
-    index, w_left, w_right, spacing = _bracket(targets, logits.shape[-1], bin_values)
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    x_left, x_right = _gather_pair(logits, index)
+    """The loss and what its derivative reuses (the bracket, exp(x - max) and its sum)."""
+    num_bins = logits.shape[-1]
+    index, w_left, w_right, spacing = _bracket(targets, num_bins, bin_values)
+    # The two-hot is only ever an elementwise expression inside the fused reduction.
+    weights = _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
+    row_max, picked = _max_and_weighted_sum(logits, weights)
+    # A logsumexp written out, so that the gradient can reuse exp(x - max) and its
+    # row sum: XLA then computes the exponentials once and writes the gradient in
+    # place of them, as it does for logsumexp's own gradient.
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
+    exp_shifted = jnp.exp(logits - shift[..., None])
+    row_sum = jnp.sum(exp_shifted, axis=-1)
     # -(w_l log p_l + w_r log p_r) with log p = x - lse and w_l + w_r = 1.
-    loss = lse - _weighted(w_left, x_left) - _weighted(w_right, x_right)
+    loss = shift + jnp.log(row_sum) - picked
     if where is not None:
         loss = jnp.where(where, loss, 0)
-    return loss, (index, w_left, w_right, spacing, lse, x_left, x_right)
+    return loss, (index, w_left, w_right, spacing, exp_shifted, row_sum)
 
 
 @jax.custom_jvp
@@ -82,20 +102,28 @@ def _dfl(logits, targets, where, bin_values):
 def _dfl_jvp(primals, tangents):
     # Written as a JVP (not a VJP) so forward mode and Hessians keep working;
     # JAX transposes it for reverse mode, giving grad = g * (softmax - two_hot).
-    # The softmax reuses the forward logsumexp: XLA then fuses it into the
-    # gradient's write and keeps no (rows, bins) temporary. bin_values arrive
+    # The softmax reuses the forward pass's exponentials, so no (rows, bins)
+    # temporary beyond what logsumexp's own gradient keeps. bin_values arrive
     # through stop_gradient, so their tangent is always zero.
     logits, targets, where, bin_values = primals
     d_logits, d_targets, _, _ = tangents
     num_bins = logits.shape[-1]
-    loss, (index, w_left, w_right, spacing, lse, x_left, x_right) = _dfl_forward(
+    loss, (index, w_left, w_right, spacing, exp_shifted, row_sum) = _dfl_forward(
         logits, targets, where, bin_values
     )
 
     d_loss = jnp.zeros_like(loss)
     if not isinstance(d_logits, SymbolicZero):
-        probs = jnp.exp(logits - lse[..., None])
-        grad = probs - _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
+        probs = exp_shifted / row_sum[..., None]
+        # softmax - two_hot, spelled with selects rather than by reusing the
+        # forward's two-hot expression: shared, XLA would store that as a
+        # (rows, bins) temporary; separate, each fuses into its own pass.
+        bins = lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+        grad = jnp.where(
+            bins == index[..., None],
+            probs - w_left[..., None],
+            jnp.where(bins == index[..., None] + 1, probs - w_right[..., None], probs),
+        )
         if where is not None:
             grad = jnp.where(where[..., None], grad, 0)
         d_loss += jnp.sum(grad * d_logits, axis=-1)
@@ -105,6 +133,8 @@ def _dfl_jvp(primals, tangents):
         inside = (targets >= low) & (targets <= high)
         if where is not None:
             inside &= where
+        # Only when differentiating with respect to the targets: two gathers.
+        x_left, x_right = _gather_pair(logits, index)
         slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
         d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss

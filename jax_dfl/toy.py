@@ -152,10 +152,6 @@ class RunResult:
     seconds_per_step: float  # after compilation, for all seeds together
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def train(
     loss: str,
     seeds: Sequence[int],
@@ -186,13 +182,13 @@ def train(
     lr = train_config.learning_rate if learning_rate is None else learning_rate
     tx = make_optimizer(train_config, lr)
 
-    states, graphdef = [], None
-    for seed in seeds:
+    def init(seed):
         model = ToyRegressor(loss, task, train_config, rngs=nnx.Rngs(seed))
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        graphdef, state = nnx.split((model, optimizer))
-        states.append(state)
-    state = _stack(states)
+        return nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+
+    graphdef, _ = init(seeds[0])  # the same structure for every seed
+    # Seeds stacked on a leading axis, trained together under vmap.
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *(init(seed)[1] for seed in seeds))
     data_keys = jnp.stack([jax.random.key(seed) for seed in seeds])
     x_eval, y_eval = eval_data
 

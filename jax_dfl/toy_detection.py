@@ -12,6 +12,8 @@ Box-regression losses compared (mean over positive points):
 ================  ============================================================
 ``l1``            L1 on the four distances (scalar head, softplus)
 ``giou``          GIoU of the decoded box (scalar head, softplus)
+``giou_dist``     GIoU only, on a distribution head decoded by expectation (no DFL):
+                  separates the effect of the head from that of the DFL term
 ``giou_dfl``      GIoU + ``dfl_weight`` x DFL (distribution head, integer bins)
 ``giou_dfl_log``  as ``giou_dfl`` with log-spaced ``bin_values``
 ================  ============================================================
@@ -36,7 +38,7 @@ from jax_dfl.boxes import bbox2distance, box_iou, distance2bbox, giou_loss
 from jax_dfl.decoding import decode
 from jax_dfl.losses import distribution_focal_loss
 
-LOSSES = ("l1", "giou", "giou_dfl", "giou_dfl_log")
+LOSSES = ("l1", "giou", "giou_dist", "giou_dfl", "giou_dfl_log")
 SIZE_NAMES = ("small", "medium", "large")
 
 
@@ -130,7 +132,7 @@ class Detector(nnx.Module):
 
     @property
     def distributional(self) -> bool:
-        return self.loss.startswith("giou_dfl")
+        return self.loss in ("giou_dist", "giou_dfl", "giou_dfl_log")
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """``(B, P, 4, num_bins)`` logits or ``(B, P, 4)`` distances in bins."""
@@ -148,7 +150,7 @@ class Detector(nnx.Module):
 
 def predicted_distances(loss: str, output: jax.Array, task: DetectionTask) -> jax.Array:
     """Distances in bins from a head's raw output."""
-    if loss == "giou_dfl":
+    if loss in ("giou_dist", "giou_dfl"):
         return decode(output)
     if loss == "giou_dfl_log":
         return decode(output, bin_values=task.log_bin_values())
@@ -229,7 +231,12 @@ def train_detector(
     """
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(100, steps // 10), steps)
     tx = optax.adam(schedule)
-    graphdef = None
+
+    def init(seed):
+        model = Detector(loss, task, width=width, rngs=nnx.Rngs(seed))
+        return nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+
+    graphdef, _ = init(seeds[0])  # the same structure for every seed
 
     def step(state, key):
         model, optimizer = nnx.merge(graphdef, state)
@@ -246,8 +253,7 @@ def train_detector(
     t0 = time.perf_counter()
     curves, distances = [], []
     for seed in seeds:
-        model = Detector(loss, task, width=width, rngs=nnx.Rngs(seed))
-        graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+        _, state = init(seed)
         key = jax.random.key(seed)
         values, curve = [], []
         for i in range(steps):

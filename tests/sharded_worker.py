@@ -1,17 +1,15 @@
-"""Run in a subprocess with 8 virtual CPU devices by tests/test_parallel.py.
+"""Run by tests/test_parallel.py in a subprocess with 8 virtual CPU devices.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 PYTHONPATH=. python tests/sharded_worker.py
 
 Kept out of the main test process so that the rest of the suite sees one
-device. Prints one JSON object of measurements; the assertions live in the test.
+device (the flag is set by the test for the subprocess only). Prints one JSON
+object of measurements; the assertions live in the test.
 """
 
 from __future__ import annotations
 
 import json
-import os
-
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +56,21 @@ def main() -> None:
             np.max(np.abs(single.curves - sharded.curves) / np.abs(single.curves))
         )
         out[f"{loss}_curve_changed"] = float(single.curves[0, 0] - single.curves[0, -1])
+    # The experiment script splits its batches over all local devices by itself.
+    import importlib.util
+    import pathlib
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "toy_regression", root / "experiments" / "toy_regression.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["--steps", "20", "--eval-every", "10", "--seeds", "1", "--eval-size", "64", "--losses", "dfl"]
+        results = script.main([*argv, "--out", tmp])
+    out["script_data_parallel_devices"] = results["device"]["data_parallel_devices"]
     print(json.dumps(out))
 
 

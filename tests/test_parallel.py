@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def sharded() -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip())
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "sharded_worker.py")],
         env=env,
@@ -55,6 +56,10 @@ def test_per_element_outputs_keep_the_batch_sharding(sharded):
 def test_sharded_training_steps_match_unsharded(sharded, loss):
     assert sharded[f"{loss}_curve_changed"] > 0.05  # training did move the model
     assert sharded[f"{loss}_curve_max_rel_diff"] < 1e-4
+
+
+def test_experiment_script_uses_all_local_devices(sharded):
+    assert sharded["script_data_parallel_devices"] == 8
 
 
 def test_mesh_helpers_on_one_device():
