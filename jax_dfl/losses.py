@@ -318,6 +318,7 @@ def validate_targets(
     """
     num_bins = _checks.check_num_bins(num_bins)
     targets = jnp.asarray(targets)
+    targets = targets.astype(_checks.compute_dtype(targets.dtype))  # ints too: min/max start at +-inf
     if where is not None:
         where = jnp.broadcast_to(jnp.asarray(where, bool), targets.shape)
     if bin_values is None:

@@ -298,6 +298,9 @@ def test_validate_targets_under_checkify():
         err.throw()
     err, _ = checked(x, jnp.array([1.0, jnp.nan, 2.0]))
     assert "min=nan" in err.get()
+    # Integer targets are checked as numbers too.
+    err, _ = checked(x, jnp.array([0, 2, 9]))
+    assert "min=0.0, max=9.0" in err.get()
     # Masked-out targets are not checked.
     err, _ = checked(x, jnp.array([1.0, 99.0, 2.0]), jnp.array([True, False, True]))
     assert err.get() is None
