@@ -50,43 +50,59 @@ def check_logits(logits: chex.Array) -> int:
     return check_num_bins(logits.shape[-1])
 
 
-def check_targets(targets: chex.Array, logits_shape: tuple[int, ...]) -> None:
-    """Real-valued targets whose shape is exactly `logits.shape[:-1]`.
+def check_real(name: str, x: chex.Array) -> None:
+    """Float or integer dtype (not bool, not complex)."""
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise TypeError(f"{name} must be real numbers (float or int); got dtype {x.dtype}")
 
-    Exact equality, not broadcasting: a `(N, 1)` target against `(N, K)` logits
-    would otherwise broadcast into an `(N, N)` loss that averages to nonsense.
-    """
-    if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)):
-        raise TypeError(f"targets must be real numbers (float or int); got dtype {targets.dtype}")
-    expected = tuple(logits_shape[:-1])
+
+def _check_matches_logits(name: str, x: chex.Array, logits_shape: tuple[int, ...], per_row: bool) -> None:
+    """``x.shape`` equal to ``logits.shape[:-1]`` (or ``logits.shape``), naming both shapes."""
+    expected = tuple(logits_shape[:-1]) if per_row else tuple(logits_shape)
     chex.assert_shape(
-        targets,
+        x,
         expected,
         custom_message=(
-            f"targets.shape must equal logits.shape[:-1]: targets.shape={targets.shape}, "
-            f"logits.shape={tuple(logits_shape)}"
+            f"{name}.shape must equal logits.shape{'[:-1]' if per_row else ''}: "
+            f"{name}.shape={x.shape}, logits.shape={tuple(logits_shape)}"
         ),
         exception_type=ValueError,
     )
 
 
-def check_where(where: ArrayLike | None, logits_shape: tuple[int, ...]):
-    """A boolean mask of shape `logits.shape[:-1]`, or None."""
+def check_targets(targets: chex.Array, logits_shape: tuple[int, ...], *, per_row: bool = True) -> None:
+    """Real-valued targets whose shape is exactly ``logits.shape[:-1]`` (``logits.shape``
+    for element-wise losses).
+
+    Exact equality, not broadcasting: a `(N, 1)` target against `(N, K)` logits
+    would otherwise broadcast into an `(N, N)` loss that averages to nonsense.
+    """
+    check_real("targets", targets)
+    _check_matches_logits("targets", targets, logits_shape, per_row)
+
+
+def check_where(where: ArrayLike | None, logits_shape: tuple[int, ...], *, per_row: bool = True):
+    """A boolean mask shaped like the targets (see :func:`check_targets`), or None."""
     if where is None:
         return None
     where = jnp.asarray(where)
     if where.dtype != jnp.bool_:
         raise TypeError(f"where must be a boolean mask; got dtype {where.dtype}")
-    chex.assert_shape(
-        where,
-        tuple(logits_shape[:-1]),
-        custom_message=(
-            f"where.shape must equal logits.shape[:-1]: where.shape={where.shape}, "
-            f"logits.shape={tuple(logits_shape)}"
-        ),
-        exception_type=ValueError,
-    )
+    _check_matches_logits("where", where, logits_shape, per_row)
     return where
+
+
+def prepare_targets(targets: ArrayLike, num_bins: int, bin_values: ArrayLike | None):
+    """Checked ``(targets, num_bins, bin_values)`` for functions of targets alone.
+
+    Targets are cast to their compute dtype (at least float32), and
+    ``bin_values`` to the same dtype.
+    """
+    num_bins = check_num_bins(num_bins)
+    targets = jnp.asarray(targets)
+    check_real("targets", targets)
+    dtype = compute_dtype(targets.dtype)
+    return targets.astype(dtype), num_bins, check_bin_values(bin_values, num_bins, dtype)
 
 
 def check_bin_values(bin_values: ArrayLike | None, num_bins: int, dtype) -> chex.Array | None:
@@ -103,8 +119,7 @@ def check_bin_values(bin_values: ArrayLike | None, num_bins: int, dtype) -> chex
             f"bin_values must be 1-D with one value per bin: bin_values.shape={values.shape}, "
             f"num_bins={num_bins}"
         )
-    if not (jnp.issubdtype(values.dtype, jnp.floating) or jnp.issubdtype(values.dtype, jnp.integer)):
-        raise TypeError(f"bin_values must be real numbers; got dtype {values.dtype}")
+    check_real("bin_values", values)
     if not isinstance(values, jax.core.Tracer):
         diffs = np.diff(np.asarray(values, dtype=np.float64))
         if not np.all(diffs > 0):

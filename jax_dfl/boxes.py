@@ -12,14 +12,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jax_dfl import _checks
 from jax_dfl.decoding import decode
 
 
 def _last_axis(name: str, x: jax.Array, size: int) -> None:
     if x.ndim < 1 or x.shape[-1] != size:
         raise ValueError(f"{name} must have a last axis of size {size}; got shape {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(f"{name} must be real numbers; got dtype {x.dtype}")
+    _checks.check_real(name, x)
 
 
 def bbox2distance(points: ArrayLike, boxes: ArrayLike) -> jax.Array:

@@ -58,19 +58,11 @@ def quality_focal_loss(
     targets = jnp.asarray(targets)
     if not jnp.issubdtype(logits.dtype, jnp.floating):
         raise TypeError(f"logits must be floating point; got dtype {logits.dtype}")
-    if targets.shape != logits.shape:
-        raise ValueError(
-            f"targets.shape must equal logits.shape: targets.shape={targets.shape}, "
-            f"logits.shape={logits.shape}"
-        )
+    _checks.check_targets(targets, logits.shape, per_row=False)
+    where = _checks.check_where(where, logits.shape, per_row=False)
     dtype = _checks.compute_dtype(logits.dtype)
     x = logits.astype(dtype)
     q = targets.astype(dtype)
     bce = jnp.maximum(x, 0) - x * q + jnp.log1p(jnp.exp(-jnp.abs(x)))
     loss = bce * jnp.abs(jax.nn.sigmoid(x) - q) ** beta
-    if where is not None:
-        where = jnp.asarray(where)
-        if where.shape != logits.shape or where.dtype != jnp.bool_:
-            raise ValueError(f"where must be a boolean mask of shape {logits.shape}; got {where.shape}")
-        loss = jnp.where(where, loss, 0)
-    return loss
+    return loss if where is None else jnp.where(where, loss, 0)

@@ -102,17 +102,15 @@ def distribution_gradient_profile(
     errors = jnp.asarray(errors, dtype=jnp.result_type(float))
     target = jnp.asarray(target, errors.dtype)
 
+    def family(mu):
+        return gaussian_logits(mu, num_bins, width=width)
+
     def at(location):
-        logits = gaussian_logits(location, num_bins, width=width)
-        d_loss_d_mu = jax.grad(lambda mu: loss_fn(gaussian_logits(mu, num_bins, width=width), target))(
-            location
-        )
-        prediction, d_pred_d_mu = jax.jvp(
-            lambda mu: decode(gaussian_logits(mu, num_bins, width=width)),
-            (location,),
-            (jnp.ones_like(location),),
-        )
-        grad_logits = jax.grad(loss_fn)(logits, target)
+        # d loss / d mu by chain rule through the logits; d decode / d mu by forward mode.
+        grad_logits = jax.grad(loss_fn)(family(location), target)
+        logits, d_logits_d_mu = jax.jvp(family, (location,), (jnp.ones_like(location),))
+        prediction, d_pred_d_mu = jax.jvp(decode, (logits,), (d_logits_d_mu,))
+        d_loss_d_mu = jnp.vdot(grad_logits, d_logits_d_mu)
         return prediction, d_loss_d_mu / d_pred_d_mu, grad_logits
 
     prediction, grad_prediction, grad_logits = jax.vmap(at)((target + errors).ravel())

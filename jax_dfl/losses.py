@@ -186,15 +186,9 @@ def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None =
       An array of shape ``targets.shape + (num_bins,)``, float32 (float64 for
       float64 targets). Rows sum to 1; NaN targets give NaN rows.
     """
-    num_bins = _checks.check_num_bins(num_bins)
-    targets = jnp.asarray(targets)
-    if not (jnp.issubdtype(targets.dtype, jnp.floating) or jnp.issubdtype(targets.dtype, jnp.integer)):
-        raise TypeError(f"targets must be real numbers (float or int); got dtype {targets.dtype}")
-    dtype = _checks.compute_dtype(targets.dtype)
-    targets = targets.astype(dtype)
-    bin_values = _checks.check_bin_values(bin_values, num_bins, dtype)
+    targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
     index, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
-    encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, dtype)
+    encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, targets.dtype)
     return jnp.where(jnp.isnan(targets)[..., None], jnp.nan, encoded)
 
 
@@ -352,11 +346,7 @@ def two_hot_entropy(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike 
       >>> print(f"{jax_dfl.two_hot_entropy(4.8, 6):.4f}")  # the seed's example 2
       0.5004
     """
-    num_bins = _checks.check_num_bins(num_bins)
-    targets = jnp.asarray(targets)
-    dtype = _checks.compute_dtype(targets.dtype)
-    targets = targets.astype(dtype)
-    bin_values = _checks.check_bin_values(bin_values, num_bins, dtype)
+    targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
     _, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     return -(jax.scipy.special.xlogy(w_left, w_left) + jax.scipy.special.xlogy(w_right, w_right))
 
