@@ -44,25 +44,32 @@ def quality_focal_loss(
     Args:
       logits: per-class logits, any shape, floating.
       targets: soft targets in ``[0, 1]``, same shape as ``logits``.
-      beta: focusing exponent (keyword-only).
-      where: optional boolean mask of ``logits.shape``; masked elements give 0.
+      beta: focusing exponent ``>= 0`` (keyword-only; 0 gives the plain BCE). May be traced.
+      where: optional boolean mask of ``logits.shape``; masked elements give 0
+        value and 0 gradient, whatever they hold.
 
     Returns:
-      The loss per element, shape ``logits.shape``, at least float32.
+      The loss per element, shape ``logits.shape``, at least float32. Inputs
+      follow the README's input rules (floating logits, real targets of the
+      same shape, a boolean ``where``).
 
     References:
       Li et al., `Generalized Focal Loss <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
-    logits = jnp.asarray(logits)
+    logits = _checks.floating("logits", logits)
     targets = jnp.asarray(targets)
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"logits must be floating point; got dtype {logits.dtype}")
     _checks.check_targets(targets, logits.shape, per_row=False)
     where = _checks.check_where(where, logits.shape, per_row=False)
+    beta = _checks.positive("beta", beta, allow_zero=True)
     dtype = _checks.compute_dtype(logits.dtype)
     x = logits.astype(dtype)
     q = targets.astype(dtype)
+    if where is not None:
+        # Masked elements may hold inf/NaN: replace them before the maths, so
+        # that no NaN reaches the gradient through the unselected branch.
+        x = jnp.where(where, x, 0)
+        q = jnp.where(where, q, 0)
     bce = jnp.maximum(x, 0) - x * q + jnp.log1p(jnp.exp(-jnp.abs(x)))
     loss = bce * jnp.abs(jax.nn.sigmoid(x) - q) ** beta
     return loss if where is None else jnp.where(where, loss, 0)

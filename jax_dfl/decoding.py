@@ -94,7 +94,8 @@ def distribution_stats(
     """
     logits = jnp.asarray(logits)
     num_bins = _checks.check_logits(logits)
-    if not 1 <= k <= num_bins:
+    k = _checks.positive_int("k", k)
+    if k > num_bins:
         raise ValueError(f"k must be in [1, num_bins={num_bins}]; got {k}")
     x = logits.astype(_checks.compute_dtype(logits.dtype))
     log_p = jax.nn.log_softmax(x, axis=-1)

@@ -35,8 +35,10 @@ def distribution_distillation_loss(
     Args:
       student_logits: ``(..., num_bins)``.
       teacher_logits: same shape as ``student_logits``.
-      temperature: softening temperature ``T > 0`` (keyword-only).
-      where: optional boolean mask of shape ``student_logits.shape[:-1]``.
+      temperature: softening temperature ``T > 0`` (keyword-only; may be traced,
+        e.g. swept under ``jit``).
+      where: optional boolean mask of shape ``student_logits.shape[:-1]``;
+        masked rows give 0 value and 0 gradient, whatever they hold.
 
     Returns:
       Shape ``student_logits.shape[:-1]``, at least float32.
@@ -47,19 +49,20 @@ def distribution_distillation_loss(
     """
     student = jnp.asarray(student_logits)
     teacher = jnp.asarray(teacher_logits)
-    _checks.check_logits(student)
-    _checks.check_logits(teacher)
-    if teacher.shape != student.shape:
-        raise ValueError(
-            f"teacher_logits.shape must equal student_logits.shape: "
-            f"teacher={teacher.shape}, student={student.shape}"
-        )
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0; got {temperature}")
-    where = _checks.check_where(where, student.shape)
+    _checks.check_logits(student, "student_logits")
+    _checks.check_logits(teacher, "teacher_logits")
+    _checks.same_shape("teacher_logits", teacher, student.shape, "student_logits.shape")
+    temperature = _checks.positive("temperature", temperature)
+    where = _checks.check_where(where, student.shape, logits_name="student_logits")
     dtype = _checks.compute_dtype(student.dtype, teacher.dtype)
-    log_p_student = jax.nn.log_softmax(student.astype(dtype) / temperature, axis=-1)
-    log_p_teacher = jax.lax.stop_gradient(jax.nn.log_softmax(teacher.astype(dtype) / temperature, axis=-1))
+    student, teacher = student.astype(dtype), teacher.astype(dtype)
+    if where is not None:
+        # Masked rows may hold NaN: zero them before the softmax, so that no NaN
+        # reaches the gradient through the unselected branch.
+        student = jnp.where(where[..., None], student, 0)
+        teacher = jnp.where(where[..., None], teacher, 0)
+    log_p_student = jax.nn.log_softmax(student / temperature, axis=-1)
+    log_p_teacher = jax.lax.stop_gradient(jax.nn.log_softmax(teacher / temperature, axis=-1))
     p_teacher = jnp.exp(log_p_teacher)
     kl = jnp.sum(jnp.where(p_teacher > 0, p_teacher * (log_p_teacher - log_p_student), 0), axis=-1)
     kl = temperature**2 * kl

@@ -57,38 +57,53 @@ def _gather_pair(logits, index):
     return left, right
 
 
-def _max_and_weighted_sum(logits, weights):
-    """Row max of the logits and ``sum_i w_i x_i`` in one variadic reduction.
+@jax.custom_jvp
+def _paired_row_sums(a, b):
+    """``(sum(a, -1), sum(b, -1))`` in one variadic reduction: one pass over the rows.
 
-    One pass over the logits: on XLA:CPU this ran about 1.5x faster than a
-    max followed by two gathers. ``w_i = 0`` contributes 0 even where
-    ``x_i = -inf`` (a zero-probability bin).
+    XLA:CPU does not always fuse two sibling reductions into one loop; the
+    variadic reduce makes it one. It is wrapped in a custom JVP because the JVP
+    of a variadic ``lax.reduce`` fails when one operand has no tangent (as in a
+    second derivative in the targets alone); the tangent is two plain sums,
+    which also transpose, so every order of differentiation works.
     """
-    weighted = jnp.where(weights == 0, 0, weights * logits)
-    init = (jnp.array(-jnp.inf, logits.dtype), jnp.array(0, logits.dtype))
-    return lax.reduce(
-        (logits, weighted),
-        init,
-        lambda a, b: (jnp.maximum(a[0], b[0]), a[1] + b[1]),
-        (logits.ndim - 1,),
-    )
+    init = (jnp.array(0, a.dtype), jnp.array(0, b.dtype))
+    return lax.reduce((a, b), init, lambda x, y: (x[0] + y[0], x[1] + y[1]), (a.ndim - 1,))
+
+
+@_paired_row_sums.defjvp
+def _paired_row_sums_jvp(primals, tangents):
+    d_a, d_b = tangents
+    return _paired_row_sums(*primals), (jnp.sum(d_a, axis=-1), jnp.sum(d_b, axis=-1))
 
 
 def _dfl_forward(logits, targets, where, bin_values):
-    """The loss and what its derivative reuses (the bracket, exp(x - max) and its sum)."""
+    """The loss and what its derivative reuses (the bracket, exp(x - max) and its sum).
+
+    With ``m`` the row max, the loss is written as a sum of non-negative terms,
+
+        L = w_k (m - x_k) + w_{k+1} (m - x_{k+1}) + log sum_i exp(x_i - m),
+
+    so nothing cancels: ``m - x_i`` is computed exactly as a difference of two
+    logits (not as ``m + log sum - sum_i w_i x_i``, which loses every digit of
+    precision to a large common offset such as logits ``+ 1e6``).
+    """
     num_bins = logits.shape[-1]
     index, w_left, w_right, spacing = _bracket(targets, num_bins, bin_values)
-    # The two-hot is only ever an elementwise expression inside the fused reduction.
-    weights = _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
-    row_max, picked = _max_and_weighted_sum(logits, weights)
+    row_max = jnp.max(logits, axis=-1)
     # A logsumexp written out, so that the gradient can reuse exp(x - max) and its
     # row sum: XLA then computes the exponentials once and writes the gradient in
     # place of them, as it does for logsumexp's own gradient.
     shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
-    exp_shifted = jnp.exp(logits - shift[..., None])
-    row_sum = jnp.sum(exp_shifted, axis=-1)
-    # -(w_l log p_l + w_r log p_r) with log p = x - lse and w_l + w_r = 1.
-    loss = shift + jnp.log(row_sum) - picked
+    gaps = shift[..., None] - logits
+    exp_shifted = jnp.exp(-gaps)
+    # The two-hot is only ever an elementwise expression inside the fused reduction.
+    # w_i = 0 contributes 0 even where x_i = -inf (a zero-probability bin).
+    weights = _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
+    weighted_gaps = jnp.where(weights == 0, 0, weights * gaps)
+    row_sum, weighted_gap = _paired_row_sums(exp_shifted, weighted_gaps)
+    # -(w_l log p_l + w_r log p_r) with log p_i = x_i - m - log(row_sum), w_l + w_r = 1.
+    loss = weighted_gap + jnp.log(row_sum)
     if where is not None:
         loss = jnp.where(where, loss, 0)
     return loss, (index, w_left, w_right, spacing, exp_shifted, row_sum)
@@ -311,10 +326,11 @@ def validate_targets(
       bin_values: optional bin positions; the range is then ``[v_0, v_{K-1}]``.
     """
     num_bins = _checks.check_num_bins(num_bins)
-    targets = jnp.asarray(targets)
+    targets = _checks.real("targets", targets)
     targets = targets.astype(_checks.compute_dtype(targets.dtype))  # ints too: min/max start at +-inf
     if where is not None:
-        where = jnp.broadcast_to(jnp.asarray(where, bool), targets.shape)
+        where = _checks.mask("where", where)
+        _checks.same_shape("where", where, targets.shape, "targets.shape")
     if bin_values is None:
         low, high = 0, num_bins - 1
     else:
@@ -376,8 +392,11 @@ def distribution_focal_kl(
     Args and returns as for :func:`distribution_focal_loss`.
     """
     loss = distribution_focal_loss(logits, targets, where=where, bin_values=bin_values)
-    logits = jnp.asarray(logits)
-    entropy = lax.stop_gradient(
-        two_hot_entropy(jnp.asarray(targets).astype(loss.dtype), logits.shape[-1], bin_values=bin_values)
-    )
+    # The arguments passed the loss's checks; only the conversions are left.
+    num_bins = jnp.shape(logits)[-1]
+    targets = jnp.asarray(targets).astype(loss.dtype)
+    if where is not None:
+        where = jnp.asarray(where)
+        targets = jnp.where(where, targets, 0 if bin_values is None else jnp.asarray(bin_values)[0])
+    entropy = lax.stop_gradient(two_hot_entropy(targets, num_bins, bin_values=bin_values))
     return loss - (entropy if where is None else jnp.where(where, entropy, 0))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import jax
 from flax import nnx
+from jax.typing import ArrayLike
 
+from jax_dfl import _checks
 from jax_dfl.decoding import decode
 
 
@@ -24,13 +26,16 @@ class DistributionHead(nnx.Module):
     """
 
     def __init__(self, in_features: int, *, num_outputs: int, num_bins: int, rngs: nnx.Rngs):
-        if num_bins < 2:
-            raise ValueError(f"num_bins must be >= 2; got {num_bins}")
+        in_features = _checks.positive_int("in_features", in_features)
+        num_outputs = _checks.positive_int("num_outputs", num_outputs)
+        num_bins = _checks.check_num_bins(num_bins)
         self.num_outputs = num_outputs
         self.num_bins = num_bins
         self.linear = nnx.Linear(in_features, num_outputs * num_bins, rngs=rngs)
 
-    def __call__(self, features: jax.Array) -> jax.Array:
+    def __call__(self, features: ArrayLike) -> jax.Array:
+        features = _checks.floating("features", features)
+        _checks.last_axis("features", features, self.linear.in_features)
         logits = self.linear(features)
         return logits.reshape(*logits.shape[:-1], self.num_outputs, self.num_bins)
 
@@ -44,5 +49,5 @@ class Integral(nnx.Module):
       [2. 2.]
     """
 
-    def __call__(self, logits: jax.Array) -> jax.Array:
+    def __call__(self, logits: ArrayLike) -> jax.Array:
         return decode(logits)

@@ -9,11 +9,16 @@ process's devices.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jax_dfl import _checks
 
 DATA_AXIS = "data"
 
@@ -21,26 +26,109 @@ DATA_AXIS = "data"
 def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = DATA_AXIS) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``)."""
     devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must hold at least one device; got an empty sequence")
     return jax.make_mesh((len(devices),), (axis_name,), (AxisType.Auto,), devices=devices)
 
 
 def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedSharding:
     """Split axis ``batch_axis`` of an ``ndim``-dimensional array over the mesh."""
+    ndim = _checks.positive_int("ndim", ndim)
+    if not -ndim <= batch_axis < ndim:
+        raise ValueError(f"batch_axis must be in [-{ndim}, {ndim}) for ndim={ndim}; got {batch_axis}")
     spec = [None] * ndim
     spec[batch_axis] = mesh.axis_names[0]
     return NamedSharding(mesh, P(*spec))
 
 
 def shard_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
-    """Place every array in ``tree`` with its ``batch_axis`` split over the mesh."""
-    return jax.tree.map(
-        lambda x: jax.device_put(x, batch_sharding(mesh, x.ndim, batch_axis=batch_axis)), tree
-    )
+    """Place every array in ``tree`` with its ``batch_axis`` split over the mesh.
+
+    Leaves may be JAX or NumPy arrays. The batch axis of each must divide by
+    the mesh size (a ``ValueError`` naming the leaf otherwise): an uneven split
+    would give devices unequal work and a different mean than one device.
+    """
+
+    def place(path, x):
+        x = x if isinstance(x, jax.Array) else np.asarray(x)
+        _check_divisible(path, x, mesh, batch_axis)
+        return jax.device_put(x, batch_sharding(mesh, x.ndim, batch_axis=batch_axis))
+
+    return jax.tree_util.tree_map_with_path(place, tree)
+
+
+def _check_divisible(path, x, mesh: Mesh, batch_axis: int) -> None:
+    name = "tree" + jax.tree_util.keystr(path)
+    if x.ndim == 0:
+        raise ValueError(f"{name} is a scalar: it has no batch axis to split")
+    size = x.shape[batch_axis] if -x.ndim <= batch_axis < x.ndim else None
+    if size is None or size % mesh.size:
+        raise ValueError(
+            f"{name}.shape[{batch_axis}] must divide by the mesh size {mesh.size}: {name}.shape={x.shape}"
+        )
 
 
 def constrain_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
-    """Inside ``jit``: ask XLA to keep ``batch_axis`` split over the mesh."""
-    return jax.tree.map(
-        lambda x: jax.lax.with_sharding_constraint(x, batch_sharding(mesh, x.ndim, batch_axis=batch_axis)),
-        tree,
+    """Inside ``jit``: keep ``batch_axis`` split over the mesh (the rules of :func:`shard_batch`)."""
+
+    def constrain(path, x):
+        x = jnp.asarray(x)
+        _check_divisible(path, x, mesh, batch_axis)
+        return jax.lax.with_sharding_constraint(x, batch_sharding(mesh, x.ndim, batch_axis=batch_axis))
+
+    return jax.tree_util.tree_map_with_path(constrain, tree)
+
+
+# --- several processes (hosts) ----------------------------------------------------------
+# After jax.distributed.initialize(), jax.devices() lists every process's
+# devices, and a mesh over them spans all processes. Each process then holds
+# only its own part of a sharded array: these helpers build such global
+# arrays from what each process has locally.
+
+
+def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
+    """The rows of a global batch that this process feeds, for :func:`shard_process_local`.
+
+    Computed from the mesh's device order, so it is right for any mesh that
+    :func:`data_mesh` builds (one process's devices are contiguous along it).
+    With one process it is the whole batch.
+    """
+    global_batch_size = _checks.positive_int("global_batch_size", global_batch_size)
+    if global_batch_size % mesh.size:
+        raise ValueError(
+            f"global_batch_size must divide by the mesh size {mesh.size}; got {global_batch_size}"
+        )
+    sharding = batch_sharding(mesh, 1)
+    rows = sorted(
+        index[0].indices(global_batch_size)[:2]
+        for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()
     )
+    start, stop = rows[0][0], rows[-1][1]
+    if any(a[1] != b[0] for a, b in itertools.pairwise(rows)):
+        raise ValueError("this process's devices are not contiguous along the mesh; use data_mesh()")
+    return slice(start, stop)
+
+
+def shard_process_local(tree, mesh: Mesh, *, batch_axis: int = 0):
+    """Global batch-sharded arrays from each process's local slice of the batch.
+
+    Every process calls it with its own rows (see :func:`process_batch_slice`);
+    the result's ``shape[batch_axis]`` is the sum over processes. A thin layer
+    over :func:`jax.make_array_from_process_local_data`.
+    """
+
+    def place(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim, batch_axis=batch_axis), x)
+
+    return jax.tree.map(place, tree)
+
+
+def replicate(tree, mesh: Mesh):
+    """Global arrays replicated on every device of the mesh (parameters, optimizer state).
+
+    Each process passes the same values (e.g. initialised from the same seed);
+    inputs of a multi-process ``jit`` that are not sharded must be such global arrays.
+    """
+    replicated = NamedSharding(mesh, P())
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)

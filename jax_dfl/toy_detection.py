@@ -103,7 +103,12 @@ def assign(boxes: jax.Array, task: DetectionTask):
     Returns ``(assigned_boxes (B, P, 4), positive (B, P), owner (B, P))``.
     """
     points = task.points()  # (P, 2)
-    d = bbox2distance(points[None, :, None, :], boxes[:, None, :, :])  # (B, P, 3, 4)
+    # Every (point, object) pair, spelled out: the box helpers do not broadcast.
+    pairs = (boxes.shape[0], points.shape[0], boxes.shape[1])
+    d = bbox2distance(
+        jnp.broadcast_to(points[None, :, None, :], (*pairs, 2)),
+        jnp.broadcast_to(boxes[:, None, :, :], (*pairs, 4)),
+    )  # (B, P, 3, 4)
     inside = jnp.all(d > 0, axis=-1)
     area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])  # (B, 3)
     owner = jnp.argmin(jnp.where(inside, area[:, None, :], jnp.inf), axis=-1)
@@ -187,7 +192,7 @@ def object_ious(pred_dist: np.ndarray, boxes: np.ndarray, task: DetectionTask) -
     """
     _, positive, owner = (np.asarray(a) for a in assign(jnp.asarray(boxes), task))
     points = np.asarray(task.points())
-    pred_boxes = np.asarray(distance2bbox(points[None], jnp.asarray(pred_dist) * task.stride))
+    pred_boxes = np.asarray(distance2bbox(points, jnp.asarray(pred_dist) * task.stride))
     centres = (boxes[..., :2] + boxes[..., 2:]) / 2  # (B, 3, 2)
     ious = np.full(boxes.shape[:2], np.nan)
     for b in range(boxes.shape[0]):
