@@ -148,7 +148,9 @@ def launch(processes: int, local_devices: int, out: pathlib.Path, *, timeout: fl
         cmd = [sys.executable, __file__, "--worker", "--process-id", str(i), "--port", str(port)]
         cmd += ["--processes", str(processes), "--local-devices", str(local_devices), "--out", str(out)]
         cmd += ["--timeout", str(int(timeout))]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
     deadline = time.monotonic() + timeout
     try:
         for i, proc in enumerate(procs):

@@ -105,6 +105,6 @@ def distribution_stats(
         bins = jnp.arange(num_bins, dtype=x.dtype)
     mean = jnp.sum(p * bins, axis=-1)
     variance = jnp.sum(p * jnp.square(bins - mean[..., None]), axis=-1)
-    entropy = -jnp.sum(jnp.where(p > 0, p * log_p, 0), axis=-1)
+    entropy = -jnp.sum(jnp.where(p == 0, 0, p * log_p), axis=-1)  # 0 log 0 = 0; NaN stays NaN
     topk_probs, _ = lax.top_k(p, k)
     return DistributionStats(topk_probs, jnp.mean(topk_probs, axis=-1), mean, variance, entropy)

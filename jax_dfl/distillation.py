@@ -64,6 +64,7 @@ def distribution_distillation_loss(
     log_p_student = jax.nn.log_softmax(student / temperature, axis=-1)
     log_p_teacher = jax.lax.stop_gradient(jax.nn.log_softmax(teacher / temperature, axis=-1))
     p_teacher = jnp.exp(log_p_teacher)
-    kl = jnp.sum(jnp.where(p_teacher > 0, p_teacher * (log_p_teacher - log_p_student), 0), axis=-1)
+    # 0 log 0 = 0; spelled `== 0` (not `> 0`) so that a NaN teacher gives NaN, not 0.
+    kl = jnp.sum(jnp.where(p_teacher == 0, 0, p_teacher * (log_p_teacher - log_p_student)), axis=-1)
     kl = temperature**2 * kl
     return kl if where is None else jnp.where(where, kl, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.experimental import checkify
@@ -393,7 +394,7 @@ def distribution_focal_kl(
     """
     loss = distribution_focal_loss(logits, targets, where=where, bin_values=bin_values)
     # The arguments passed the loss's checks; only the conversions are left.
-    num_bins = jnp.shape(logits)[-1]
+    num_bins = np.shape(logits)[-1]
     targets = jnp.asarray(targets).astype(loss.dtype)
     if where is not None:
         where = jnp.asarray(where)

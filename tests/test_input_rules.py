@@ -1,0 +1,453 @@
+"""One set of input rules, checked for every public function (the README's "Input rules").
+
+Each public function is described once in ``CASES`` (its array arguments with
+their kinds and a valid value, its hyper-parameters with bad values); the
+tests below sweep every rule over every case. ``test_every_public_name_is_swept``
+fails when a public name is added without a case here (or a dedicated test
+named in ``ELSEWHERE``), so later functions cannot skip the rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jax_dfl
+import jax_dfl.inspection
+import jax_dfl.nn
+import jax_dfl.parallel
+from jax_dfl import parallel
+
+FLOATING, REAL, MASK, INTEGER = "floating", "real", "mask", "integer"
+K = 9  # bins
+N = 5  # rows
+
+
+def _logits(shape):
+    return lambda rng: rng.normal(scale=2.0, size=shape).astype(np.float32)
+
+
+def _uniform(shape, low, high):
+    return lambda rng: rng.uniform(low, high, size=shape).astype(np.float32)
+
+
+def _boxes(shape):
+    def make(rng):
+        xy = rng.uniform(0, 50, size=(*shape, 2))
+        wh = rng.uniform(1, 30, size=(*shape, 2))
+        return np.concatenate([xy, xy + wh], axis=-1).astype(np.float32)
+
+    return make
+
+
+def _mask(shape):
+    def make(rng):
+        m = rng.random(shape) < 0.6
+        m.flat[0], m.flat[-1] = True, False  # at least one of each
+        return m
+
+    return make
+
+
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    kind: str
+    make: Callable[[np.random.Generator], np.ndarray]
+    anchor: bool = False  # the argument whose shape the others must match
+    keyword: bool = False  # passed by keyword (e.g. ``where``)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    fn: Callable
+    args: dict[str, Arg]
+    fixed: dict = dataclasses.field(default_factory=dict)  # hyper-parameters, passed by keyword
+    bad_hyper: dict = dataclasses.field(default_factory=dict)  # name -> invalid values
+    traced_hyper: tuple[str, ...] = ()  # numeric hyper-parameters that may be traced under jit
+    nan_gives_finite: tuple[str, ...] = ()  # arguments whose NaN gives a documented finite result
+    differentiable: tuple[str, ...] = ()  # arguments whose masked gradients must be 0
+
+    def values(self, seed: int = 0) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {name: arg.make(rng) for name, arg in self.args.items()}
+
+    def call(self, values: dict, **extra):
+        positional = [values[n] for n, a in self.args.items() if not a.keyword]
+        keywords = {n: values[n] for n, a in self.args.items() if a.keyword and n in values}
+        return self.fn(*positional, **keywords, **(self.fixed | extra))
+
+
+def _head_call(features):
+    head = jax_dfl.nn.DistributionHead(6, num_outputs=4, num_bins=K, rngs=jax_dfl.nn.nnx.Rngs(0))
+    return head(features)
+
+
+def _head_init(**hyper):
+    defaults = dict(in_features=6, num_outputs=4, num_bins=K)
+    args = defaults | hyper
+    return jax_dfl.nn.DistributionHead(
+        args["in_features"],
+        num_outputs=args["num_outputs"],
+        num_bins=args["num_bins"],
+        rngs=jax_dfl.nn.nnx.Rngs(0),
+    )
+
+
+def _profile(errors, **kw):
+    return jax_dfl.inspection.gradient_profile(lambda p, y: jnp.abs(p - y), errors, **kw)
+
+
+def _dist_profile(errors, **kw):
+    return jax_dfl.inspection.distribution_gradient_profile(
+        jax_dfl.distribution_focal_loss, errors, target=3.3, **kw
+    )
+
+
+LOGITS = Arg(FLOATING, _logits((N, 4, K)), anchor=True)
+TARGETS = Arg(REAL, _uniform((N, 4), 0, K - 1))
+WHERE = Arg(MASK, _mask((N, 4)), keyword=True)
+BIN_HYPER = {"num_bins": [1, 0, -3, 2.5, "9"]}
+
+CASES: dict[str, Case] = {
+    "distribution_focal_loss": Case(
+        jax_dfl.distribution_focal_loss,
+        {"logits": LOGITS, "targets": TARGETS, "where": WHERE},
+        differentiable=("logits", "targets"),
+    ),
+    "distribution_focal_kl": Case(
+        jax_dfl.distribution_focal_kl,
+        {"logits": LOGITS, "targets": TARGETS, "where": WHERE},
+        differentiable=("logits", "targets"),
+    ),
+    "two_hot": Case(
+        jax_dfl.two_hot,
+        {"targets": Arg(REAL, _uniform((N, 4), 0, K - 1), anchor=True)},
+        fixed={"num_bins": K},
+        bad_hyper=BIN_HYPER,
+    ),
+    "two_hot_entropy": Case(
+        jax_dfl.two_hot_entropy,
+        {"targets": Arg(REAL, _uniform((N, 4), 0, K - 1), anchor=True)},
+        fixed={"num_bins": K},
+        bad_hyper=BIN_HYPER,
+    ),
+    "decode": Case(jax_dfl.decode, {"logits": LOGITS}),
+    "distribution_stats": Case(
+        jax_dfl.distribution_stats, {"logits": LOGITS}, fixed={"k": 3}, bad_hyper={"k": [0, -1, K + 1, 1.5]}
+    ),
+    "quality_focal_loss": Case(
+        jax_dfl.quality_focal_loss,
+        {
+            "logits": Arg(FLOATING, _logits((N, 7)), anchor=True),
+            "targets": Arg(REAL, _uniform((N, 7), 0, 1)),
+            "where": Arg(MASK, _mask((N, 7)), keyword=True),
+        },
+        fixed={"beta": 2.0},
+        bad_hyper={"beta": [-1.0, float("nan"), "2"]},
+        traced_hyper=("beta",),
+        differentiable=("logits", "targets"),
+    ),
+    "distribution_distillation_loss": Case(
+        jax_dfl.distribution_distillation_loss,
+        {"student_logits": LOGITS, "teacher_logits": Arg(FLOATING, _logits((N, 4, K))), "where": WHERE},
+        fixed={"temperature": 3.0},
+        bad_hyper={"temperature": [0.0, -1.0, float("inf"), None]},
+        traced_hyper=("temperature",),
+        differentiable=("student_logits",),
+    ),
+    "bbox2distance": Case(
+        jax_dfl.bbox2distance,
+        {"points": Arg(REAL, _uniform((N, 2), 10, 40)), "boxes": Arg(REAL, _boxes((N,)), anchor=True)},
+    ),
+    "distance2bbox": Case(
+        jax_dfl.distance2bbox,
+        {
+            "points": Arg(REAL, _uniform((N, 2), 10, 40)),
+            "distances": Arg(REAL, _uniform((N, 4), 0, 9), anchor=True),
+        },
+    ),
+    "box_iou": Case(
+        jax_dfl.box_iou,
+        {"pred": Arg(REAL, _boxes((N,)), anchor=True), "target": Arg(REAL, _boxes((N,)))},
+        bad_hyper={"eps": [0.0, -1e-7]},
+        traced_hyper=("eps",),
+    ),
+    "giou_loss": Case(
+        jax_dfl.giou_loss,
+        {"pred": Arg(REAL, _boxes((N,)), anchor=True), "target": Arg(REAL, _boxes((N,)))},
+        bad_hyper={"eps": [0.0, -1e-7]},
+        traced_hyper=("eps",),
+    ),
+    "decode_boxes": Case(
+        jax_dfl.decode_boxes,
+        {
+            "logits": LOGITS,
+            "points": Arg(REAL, _uniform((N, 2), 10, 40)),
+            "strides": Arg(REAL, _uniform((N,), 4, 16)),
+        },
+    ),
+    "validate_targets": Case(
+        # Returns nothing; its own rules are the dtype and shape ones.
+        lambda targets, where=None, **kw: jax_dfl.validate_targets(targets, K, where=where, **kw),
+        {"targets": Arg(REAL, _uniform((N, 4), 0, K - 1), anchor=True), "where": WHERE},
+    ),
+    "nn.DistributionHead": Case(
+        _head_call,
+        {"features": Arg(FLOATING, _logits((N, 6)), anchor=True)},
+    ),
+    "nn.Integral": Case(lambda logits: jax_dfl.nn.Integral()(logits), {"logits": LOGITS}),
+    "inspection.gradient_profile": Case(_profile, {"errors": Arg(REAL, _uniform((N,), -3, 3), anchor=True)}),
+    "inspection.distribution_gradient_profile": Case(
+        _dist_profile,
+        {"errors": Arg(REAL, _uniform((N,), -3, 3), anchor=True)},
+        fixed={"num_bins": K, "width": 1.0},
+        bad_hyper={**BIN_HYPER, "width": [0.0, -1.0]},
+    ),
+    "inspection.gaussian_logits": Case(
+        lambda location, **kw: jax_dfl.inspection.gaussian_logits(location, K, **kw),
+        {"location": Arg(REAL, _uniform((N,), 0, K - 1), anchor=True)},
+        fixed={"width": 1.0},
+        bad_hyper={"width": [0.0, -2.0]},
+    ),
+}
+
+# Public names tested by dedicated tests rather than the sweep (and why).
+ELSEWHERE = {
+    "DistributionStats": "a NamedTuple of outputs; test_distribution_stats_* checks its fields",
+    "inspection.DistributionGradients": "a NamedTuple of outputs",
+    "parallel.data_mesh": "test_parallel_rules",
+    "parallel.batch_sharding": "test_parallel_rules",
+    "parallel.shard_batch": "test_parallel_rules",
+    "parallel.constrain_batch": "test_parallel_rules",
+    "parallel.process_batch_slice": "test_parallel_rules",
+    "parallel.shard_process_local": "test_parallel_rules",
+    "parallel.replicate": "test_parallel_rules",
+    "nn.DistributionHead.__init__": "test_head_hyper_parameters",
+}
+
+
+def _public(module, prefix: str) -> set[str]:
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_")
+            and getattr(v, "__module__", None) == module.__name__
+            and (inspect.isfunction(v) or inspect.isclass(v))
+        ]
+    return {prefix + n for n in names if not n.isupper()}
+
+
+def test_every_public_name_is_swept():
+    public = _public(jax_dfl, "")
+    for module, prefix in [(jax_dfl.nn, "nn."), (jax_dfl.inspection, "inspection."), (parallel, "parallel.")]:
+        public |= _public(module, prefix)
+    missing = public - set(CASES) - set(ELSEWHERE)
+    assert not missing, f"public names without an input-rule case: {sorted(missing)}"
+
+
+def _array_args(kind=None):
+    return [
+        pytest.param(name, arg_name, id=f"{name}-{arg_name}")
+        for name, case in CASES.items()
+        for arg_name, arg in case.args.items()
+        if kind is None or arg.kind in kind
+    ]
+
+
+def _leaves(out):
+    return [np.asarray(x) for x in jax.tree.leaves(out)]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_lists_numpy_and_jit_agree(name):
+    case = CASES[name]
+    values = case.values()
+    as_numpy = _leaves(case.call(values))
+    as_lists = _leaves(case.call({k: v.tolist() for k, v in values.items()}))
+    as_jax = _leaves(case.call({k: jnp.asarray(v) for k, v in values.items()}))
+    for a, b, c in zip(as_numpy, as_lists, as_jax, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+        np.testing.assert_allclose(a, c, rtol=1e-6)
+    if name != "validate_targets":  # a checkify check needs checkify around jit
+        jitted = _leaves(jax.jit(lambda v: case.call(v))({k: jnp.asarray(v) for k, v in values.items()}))
+        for a, b in zip(as_numpy, jitted, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+_BAD_DTYPES = {
+    FLOATING: [np.int32, np.bool_, np.complex64],
+    REAL: [np.bool_, np.complex64],
+    MASK: [np.float32, np.int32],
+    INTEGER: [np.float32, np.bool_],
+}
+
+
+@pytest.mark.parametrize(("name", "arg_name"), _array_args())
+def test_bad_dtypes_are_a_type_error_naming_the_argument(name, arg_name):
+    case = CASES[name]
+    values = case.values()
+    for dtype in _BAD_DTYPES[case.args[arg_name].kind]:
+        bad = dict(values)
+        bad[arg_name] = values[arg_name].astype(dtype)
+        with pytest.raises(TypeError, match=arg_name):
+            case.call(bad)
+        with pytest.raises(TypeError, match=arg_name):
+            jax.jit(lambda v, case=case: case.call(v))({k: jnp.asarray(v) for k, v in bad.items()})
+
+
+def _shape_cases():
+    return [
+        pytest.param(name, arg_name, id=f"{name}-{arg_name}")
+        for name, case in CASES.items()
+        if len(case.args) > 1
+        for arg_name, arg in case.args.items()
+        if not arg.anchor
+    ]
+
+
+@pytest.mark.parametrize(("name", "arg_name"), _shape_cases())
+def test_broadcastable_shapes_are_a_value_error_naming_the_argument(name, arg_name):
+    case = CASES[name]
+    values = case.values()
+    value = values[arg_name]
+    # Each of these would broadcast silently against the other arguments.
+    for shape in [(1, *value.shape), (1, *value.shape[1:]), (*value.shape[:-1], 1, value.shape[-1])]:
+        if shape == value.shape:
+            continue
+        bad = dict(values)
+        bad[arg_name] = np.broadcast_to(value.reshape(-1)[0], shape).astype(value.dtype)
+        with pytest.raises(ValueError, match=rf"{arg_name}\.shape"):
+            case.call(bad)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n != "validate_targets"])
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+def test_one_output_dtype_policy(name, dtype):
+    """Half precision is computed in float32; every floating output is float32 for these inputs."""
+    case = CASES[name]
+    values = {
+        k: (jnp.asarray(v, dtype) if case.args[k].kind in (FLOATING, REAL) and v.dtype.kind == "f" else v)
+        for k, v in case.values().items()
+    }
+    for leaf in jax.tree.leaves(case.call(values)):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            assert leaf.dtype == jnp.float32, (name, leaf.dtype)
+
+
+@pytest.mark.parametrize(("name", "arg_name"), _array_args({FLOATING, REAL}))
+def test_nan_inputs_give_nan_not_a_confident_number(name, arg_name):
+    case = CASES[name]
+    if name == "validate_targets":
+        pytest.skip("returns nothing; NaN is reported under checkify (test_losses)")
+    values = case.values()
+    values.pop("where", None)
+    values[arg_name] = values[arg_name].astype(np.float32)
+    values[arg_name].flat[0] = np.nan
+    leaves = _leaves(case.call(values))
+    if arg_name in case.nan_gives_finite:
+        assert all(np.isfinite(leaf).all() for leaf in leaves)
+    else:
+        assert any(np.isnan(leaf).any() for leaf in leaves), "NaN input gave an all-finite output"
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.differentiable])
+def test_masked_elements_give_zero_value_and_zero_gradient(name):
+    case = CASES[name]
+    values = case.values()
+    where = values["where"]
+    for arg_name, arg in case.args.items():
+        if arg.kind in (FLOATING, REAL):
+            v = values[arg_name].astype(np.float32)
+            # Garbage of every kind in the masked elements: NaN, +inf, -inf.
+            garbage = np.broadcast_to(
+                np.array([np.nan, np.inf, -np.inf])[np.arange(where.size) % 3], where.size
+            )
+            masked = np.broadcast_to(~where.reshape(where.shape + (1,) * (v.ndim - where.ndim)), v.shape)
+            v = np.where(masked, np.resize(garbage, v.shape), v)
+            values[arg_name] = v.astype(np.float32)
+    value = np.asarray(case.call(values))
+    assert (value[~where] == 0).all() and np.isfinite(value).all()
+    for arg_name in case.differentiable:
+
+        def total(x, arg_name=arg_name):
+            return jnp.sum(case.call(values | {arg_name: x}))
+
+        grad = np.asarray(jax.grad(total)(jnp.asarray(values[arg_name])))
+        assert np.isfinite(grad).all(), arg_name
+        assert (grad[~where] == 0).all(), arg_name
+
+
+def _hyper_cases():
+    return [
+        pytest.param(name, param, bad, id=f"{name}-{param}={bad!r}")
+        for name, case in CASES.items()
+        for param, bads in case.bad_hyper.items()
+        for bad in bads
+    ]
+
+
+@pytest.mark.parametrize(("name", "param", "bad"), _hyper_cases())
+def test_bad_hyper_parameters_are_a_value_error_naming_them(name, param, bad):
+    case = CASES[name]
+    with pytest.raises(ValueError, match=param):
+        case.call(case.values(), **{param: bad})
+
+
+@pytest.mark.parametrize(("name", "param"), [(n, p) for n, c in CASES.items() for p in c.traced_hyper])
+def test_numeric_hyper_parameters_may_be_traced(name, param):
+    case = CASES[name]
+    values = case.values()
+    concrete = case.fixed.get(param, 1e-7)
+    expected = _leaves(case.call(values, **{param: concrete}))
+    got = _leaves(jax.jit(lambda h: case.call(values, **{param: h}))(jnp.float32(concrete)))
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_head_hyper_parameters():
+    for param, bad in [("in_features", 0), ("num_outputs", 0), ("num_outputs", 2.5), ("num_bins", 1)]:
+        with pytest.raises(ValueError, match=param):
+            _head_init(**{param: bad})
+    with pytest.raises(ValueError, match=r"features"):
+        _head_call(np.zeros((N, 5), np.float32))  # wrong feature size, named
+
+
+def test_bin_values_rules():
+    x, y = np.zeros((3, 4), np.float32), np.ones(3, np.float32)
+    for bad in ([0, 1, np.inf, 5], [0, np.nan, 2, 3], [0, 2, 1, 3], [0, 1, 2]):
+        with pytest.raises(ValueError, match="bin_values"):
+            jax_dfl.distribution_focal_loss(x, y, bin_values=bad)
+    with pytest.raises(TypeError, match="bin_values"):
+        jax_dfl.decode(x, bin_values=np.array([0, 1, 2, 3], bool))
+
+
+def test_parallel_rules():
+    mesh = parallel.data_mesh()
+    with pytest.raises(ValueError, match="devices"):
+        parallel.data_mesh([])
+    with pytest.raises(ValueError, match="batch_axis"):
+        parallel.batch_sharding(mesh, 2, batch_axis=2)
+    with pytest.raises(ValueError, match="ndim"):
+        parallel.batch_sharding(mesh, 0)
+    with pytest.raises(ValueError, match=r"tree\['x'\] is a scalar"):
+        parallel.shard_batch({"x": np.float32(1)}, mesh)
+    with pytest.raises(ValueError, match="global_batch_size"):
+        parallel.process_batch_slice(-4, mesh)
+    # NumPy leaves are accepted and placed.
+    placed = parallel.shard_batch({"x": np.ones((4, 2), np.float32)}, mesh)
+    assert isinstance(placed["x"], jax.Array)
+    # Replicated and process-local arrays keep their values.
+    np.testing.assert_array_equal(parallel.replicate(np.arange(3), mesh), np.arange(3))
+    np.testing.assert_array_equal(parallel.shard_process_local(np.arange(4), mesh), np.arange(4))
+    # constrain_batch inside jit keeps values.
+    np.testing.assert_array_equal(
+        jax.jit(lambda x: parallel.constrain_batch(x, mesh))(jnp.arange(4.0)), np.arange(4.0)
+    )
