@@ -167,7 +167,7 @@ def detection_loss(
 ) -> jax.Array:
     """Mean box-regression loss over positive points of a batch."""
     assigned, positive, _ = assign(boxes, task)
-    points = task.points()[None]
+    points = task.points()  # (P, 2), shared by the batch
     target_dist = bbox2distance(points, assigned) / task.stride  # (B, P, 4), bins
     pred_dist = predicted_distances(loss, output, task)
     count = jnp.maximum(positive.sum(), 1)
