@@ -206,10 +206,13 @@ def task_aligned_assign(
     gt_labels = jnp.where(gt_mask, gt_labels, 0)
 
     # 1. Candidates (G, A): strictly inside a valid gt box.
-    side_distances = jnp.concatenate(
-        [points[None, :, :] - gt_boxes[:, None, :2], gt_boxes[:, None, 2:] - points[None, :, :]], axis=-1
+    # The four side distances as (G, A) arrays, never one (G, A, 4) array.
+    x, y = points[None, :, 0], points[None, :, 1]
+    nearest_side = jnp.minimum(
+        jnp.minimum(x - gt_boxes[:, None, 0], y - gt_boxes[:, None, 1]),
+        jnp.minimum(gt_boxes[:, None, 2] - x, gt_boxes[:, None, 3] - y),
     )
-    candidate = (jnp.min(side_distances, axis=-1) > eps) & gt_mask[:, None]
+    candidate = (nearest_side > eps) & gt_mask[:, None]
 
     # 2. Metric (G, A). The class score of each gt at each point by a gather: (A, G), never (G, A, C).
     class_scores = jnp.take(scores, gt_labels, axis=1, mode="clip").T

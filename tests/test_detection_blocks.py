@@ -228,13 +228,12 @@ def test_assign_matches_both_references(seed, top_k, alpha, beta, iou):
     if seed % 2 == 0:
         assert stats["conflicts"] > 0  # points claimed by several gts
     with jax.enable_x64(True):
-        assert_assignment(task_aligned_assign(*problem, iou=iou, **kw), expected, rtol=1e-10, atol=1e-14)
-    f32 = [x.astype(np.float32) if x.dtype == np.float64 else x for x in problem]
-    assert_assignment(task_aligned_assign(*f32, iou=iou, **kw), expected, rtol=2e-5, atol=1e-7)
+        assert_assignment(_assign(*problem, iou=iou, **kw), expected, rtol=1e-10, atol=1e-14)
+    got = _assign(*f32(problem), iou=iou, **kw)
+    assert_assignment(got, expected, rtol=2e-5, atol=1e-7)
     if iou == "ciou":
         # ultralytics' tensor steps, with its CIoU eps: same assignment.
-        ultra = ref.tal_ultralytics(*problem, **kw)
-        assert_assignment(task_aligned_assign(*f32, iou=iou, **kw), ultra, rtol=2e-5, atol=1e-7)
+        assert_assignment(got, ref.tal_ultralytics(*problem, **kw), rtol=2e-5, atol=1e-7)
 
 
 def test_assign_overlapping_gts_resolve_by_overlap():
@@ -386,9 +385,14 @@ def boxloss_problem(seed, n=40, bins=8, classes=3, fg_fraction=0.3):
     return logits, pred_boxes, points, target_boxes, target_scores, foreground, strides
 
 
+# Jitted once per shape and dtype: eager dispatch of every op would dominate the test time.
+_box_loss = jax.jit(yolo_box_loss, static_argnames="max_foreground")
+_assign = jax.jit(task_aligned_assign, static_argnames=("top_k", "iou"))
+
+
 def call_boxloss(problem, normalizer, **kw):
     logits, pred_boxes, points, target_boxes, target_scores, foreground, strides = problem
-    return yolo_box_loss(
+    return _box_loss(
         logits, pred_boxes, points, target_boxes, target_scores, foreground,
         point_strides=strides, normalizer=normalizer, **kw,
     )  # fmt: skip
