@@ -11,8 +11,14 @@ axis must be exactly 2 or 4.
 
 from __future__ import annotations
 
+import math
+import operator
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
@@ -173,3 +179,308 @@ def decode_boxes(
         )
     distances = decode(logits, bin_values=bin_values) * strides.astype(points.dtype)[..., None]
     return distance2bbox(points, distances)
+
+
+# --- DIoU / CIoU / pairwise IoU ---------------------------------------------------------------
+
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+
+def _check_floating(name: str, x: jax.Array) -> None:
+    """Coordinates, scores and logits must be floating: ints would silently truncate, bools mean a mask."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{name} must be floating point; got dtype {x.dtype}")
+
+
+def _float_array(name: str, x: ArrayLike, shape: tuple[int | None, ...]) -> jax.Array:
+    """``jnp.asarray(x)``, floating, with exactly ``len(shape)`` axes; ``None`` entries are free sizes."""
+    x = jnp.asarray(x)
+    if x.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
+    ):
+        pretty = (
+            "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        )
+        raise ValueError(f"{name} must have shape {pretty}); got {x.shape}")
+    _check_floating(name, x)
+    return x
+
+
+def _check_same_shape(names: Sequence[str], arrays: Sequence[jax.Array]) -> None:
+    if len({a.shape for a in arrays}) > 1:
+        shapes = ", ".join(f"{n}.shape={a.shape}" for n, a in zip(names, arrays, strict=True))
+        raise ValueError(f"{' and '.join(names)} must have the same shape (no broadcasting): {shapes}")
+
+
+def _check_number(name: str, value, *, positive: bool = False) -> None:
+    """A finite real scalar, ``>= 0`` (``> 0`` if ``positive``); traced values are taken as given."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    array = np.asarray(value)
+    bound = "> 0" if positive else ">= 0"
+    if array.ndim != 0 or array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} must be a real number {bound}; got {value!r}")
+    number = float(array)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+
+
+def _aspect_angle(w: jax.Array, h: jax.Array) -> jax.Array:
+    """``atan(w / h)`` as ``atan2(w, h)``: exact for ``h > 0``, pi/2 for ``h = 0`` and 0 for a point box.
+
+    The double ``where`` keeps the gradient finite at ``w = h = 0`` (atan2's is 0/0 there).
+    """
+    nonzero = (w > 0) | (h > 0)
+    angle = jnp.arctan2(jnp.where(nonzero, w, 1), jnp.where(nonzero, h, 1))
+    return jnp.where(nonzero, angle, 0)
+
+
+def iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
+    """IoU, GIoU, DIoU or CIoU of xyxy boxes ``b1``, ``b2`` (leading axes broadcast), unchecked.
+
+    Sides with ``x2 < x1`` count as zero width. Every denominator (union,
+    enclosing area, enclosing diagonal squared) is ``max(denominator, eps)``:
+    exact whenever it is at least ``eps``, finite (value and gradient) when it
+    is 0. CIoU's trade-off weight ``alpha`` is held constant in the gradient.
+    """
+    w1 = jnp.maximum(b1[..., 2] - b1[..., 0], 0)
+    h1 = jnp.maximum(b1[..., 3] - b1[..., 1], 0)
+    w2 = jnp.maximum(b2[..., 2] - b2[..., 0], 0)
+    h2 = jnp.maximum(b2[..., 3] - b2[..., 1], 0)
+    inter_w = jnp.maximum(jnp.minimum(b1[..., 2], b2[..., 2]) - jnp.maximum(b1[..., 0], b2[..., 0]), 0)
+    inter_h = jnp.maximum(jnp.minimum(b1[..., 3], b2[..., 3]) - jnp.maximum(b1[..., 1], b2[..., 1]), 0)
+    inter = inter_w * inter_h
+    union = w1 * h1 + w2 * h2 - inter
+    iou = inter / jnp.maximum(union, eps)
+    if kind == "iou":
+        return iou
+    enclosing_w = jnp.maximum(jnp.maximum(b1[..., 2], b2[..., 2]) - jnp.minimum(b1[..., 0], b2[..., 0]), 0)
+    enclosing_h = jnp.maximum(jnp.maximum(b1[..., 3], b2[..., 3]) - jnp.minimum(b1[..., 1], b2[..., 1]), 0)
+    if kind == "giou":
+        enclosing = enclosing_w * enclosing_h
+        return iou - (enclosing - union) / jnp.maximum(enclosing, eps)
+    diagonal2 = enclosing_w**2 + enclosing_h**2
+    # Squared distance between the centres, from the doubled centres (x1 + x2) to save two halvings.
+    centre2 = (
+        (b2[..., 0] + b2[..., 2] - b1[..., 0] - b1[..., 2]) ** 2
+        + (b2[..., 1] + b2[..., 3] - b1[..., 1] - b1[..., 3]) ** 2
+    ) / 4
+    diou = iou - centre2 / jnp.maximum(diagonal2, eps)
+    if kind == "diou":
+        return diou
+    v = (4 / math.pi**2) * (_aspect_angle(w2, h2) - _aspect_angle(w1, h1)) ** 2
+    # alpha = v / ((1 - IoU) + v); the denominator is >= v, so it is positive wherever v is.
+    has_v = v > 0
+    alpha = lax.stop_gradient(jnp.where(has_v, v / jnp.where(has_v, (1 - iou) + v, 1), 0))
+    return diou - alpha * v
+
+
+def _paired_boxes(pred: ArrayLike, target: ArrayLike, eps) -> tuple[jax.Array, jax.Array]:
+    pred, target = jnp.asarray(pred), jnp.asarray(target)
+    for name, boxes in (("pred", pred), ("target", target)):
+        if boxes.ndim < 1 or boxes.shape[-1] != 4:
+            raise ValueError(
+                f"{name} must have a last axis of size 4 (x1, y1, x2, y2); got shape {boxes.shape}"
+            )
+        _check_floating(name, boxes)
+    _check_same_shape(("pred", "target"), (pred, target))
+    _check_number("eps", eps, positive=True)
+    dtype = _checks.compute_dtype(pred.dtype, target.dtype)
+    return pred.astype(dtype), target.astype(dtype)
+
+
+def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+    r"""Distance-IoU loss ``1 - DIoU`` of paired xyxy boxes, element-wise over leading axes.
+
+    .. math::
+      \mathrm{DIoU} = \mathrm{IoU} - \frac{\rho^2(b, b^{gt})}{c^2}
+
+    with :math:`\rho` the distance between the two boxes' centres and :math:`c`
+    the diagonal of the smallest box enclosing both. In ``[0, 2]``: 0 for
+    identical boxes; unlike GIoU it keeps pulling the centres together when one
+    box contains the other.
+
+    ``eps`` only guards denominators: the union and :math:`c^2` are replaced by
+    ``max(., eps)``, so values are exact whenever they are at least ``eps`` (in
+    normalised ``[0, 1]`` coordinates, any box pair whose union is above 1e-9,
+    i.e. sides above about 3e-5) and values and gradients stay finite for
+    zero-area boxes. Sides with ``x2 < x1`` count as zero width.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
+      >>> print(f"{diou_loss(a, a):.4f} {diou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
+      0.0000 0.7436
+
+    Args:
+      pred: ``(..., 4)`` floating xyxy boxes.
+      target: boxes of exactly ``pred``'s shape.
+      eps: positive floor for the denominators (may be traced under ``jit``).
+
+    Returns:
+      ``pred.shape[:-1]``, at least float32 (bf16/f16 are computed in float32).
+
+    References:
+      Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
+      Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
+    """
+    pred, target = _paired_boxes(pred, target, eps)
+    return 1 - iou_family(pred, target, "diou", eps)
+
+
+def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+    r"""Complete-IoU loss ``1 - CIoU`` of paired xyxy boxes, element-wise over leading axes.
+
+    .. math::
+      \mathrm{CIoU} = \mathrm{IoU} - \frac{\rho^2(b, b^{gt})}{c^2} - \alpha v, \quad
+      v = \frac{4}{\pi^2}\left(\arctan\frac{w^{gt}}{h^{gt}} - \arctan\frac{w}{h}\right)^2, \quad
+      \alpha = \frac{v}{(1 - \mathrm{IoU}) + v}
+
+    DIoU (see :func:`diou_loss`) plus an aspect-ratio consistency term. As in
+    the paper, :math:`\alpha` is a trade-off weight held constant in the
+    gradient (``stop_gradient``); :math:`\alpha = 0` where :math:`v = 0`. This
+    is the box term of YOLOv8/v11 (ultralytics' ``bbox_iou(..., CIoU=True)``).
+
+    Differences from ultralytics, all below 1e-6 at pixel scale: the angle is
+    ``atan2(w, h)``, equal to :math:`\arctan(w/h)` for :math:`h > 0`, ``pi/2``
+    for a zero-height box and 0 for a point box, with no ``eps`` added to ``h``
+    (ultralytics adds 1e-7 to both heights, which also enters its areas: a
+    1e-5 relative change for boxes of side 0.01 in normalised coordinates); the
+    union and :math:`c^2` are floored at ``eps`` instead of having ``eps``
+    added, so they are exact. The paper's implementation also drops the
+    :math:`1/(w^2 + h^2)` factor from :math:`\partial v / \partial (w, h)`; like
+    ultralytics we keep the exact derivative.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
+      >>> print(f"{ciou_loss(a, a):.4f} {ciou_loss(a, jnp.array([0.0, 0.0, 4.0, 2.0])):.4f}")
+      0.0000 0.5532
+
+    Args:
+      pred: ``(..., 4)`` floating xyxy boxes.
+      target: boxes of exactly ``pred``'s shape.
+      eps: positive floor for the denominators (may be traced under ``jit``).
+
+    Returns:
+      ``pred.shape[:-1]``, at least float32 (bf16/f16 are computed in float32).
+      Finite values and gradients for zero-area and zero-height boxes.
+
+    References:
+      Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
+      Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
+    """
+    pred, target = _paired_boxes(pred, target, eps)
+    return 1 - iou_family(pred, target, "ciou", eps)
+
+
+def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 1e-9) -> jax.Array:
+    """IoU (or GIoU, DIoU, CIoU) of every box in ``a`` with every box in ``b``.
+
+    ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``. For the
+    last three the result is the GIoU/DIoU/CIoU *value* (in ``[-1, 1]``), not
+    the loss ``1 - value`` that :func:`giou_loss`, :func:`diou_loss` and
+    :func:`ciou_loss` return. ``eps`` floors the denominators as in
+    :func:`diou_loss`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 2.0]])
+      >>> print(pairwise_iou(a, a[:1]))
+      [[1. ]
+       [0.5]]
+      >>> print(pairwise_iou(a, a[:1] + 2, kind="giou"))  # touching corners: IoU 0, enclosing 4x4
+      [[-0.5  ]
+       [-0.625]]
+
+    Args:
+      a: ``(N, 4)`` floating xyxy boxes.
+      b: ``(M, 4)`` floating xyxy boxes.
+      kind: which overlap measure.
+      eps: positive floor for the denominators.
+
+    Returns:
+      ``(N, M)``, at least float32.
+
+    References:
+      Rezatofighi et al., `Generalized Intersection over Union
+      <https://arxiv.org/abs/1902.09630>`_, CVPR 2019; Zheng et al.,
+      `Distance-IoU Loss <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
+    """
+    if kind not in IOU_KINDS:
+        raise ValueError(f"kind must be one of {IOU_KINDS}; got {kind!r}")
+    a = _float_array("a", a, (None, 4))
+    b = _float_array("b", b, (None, 4))
+    _check_number("eps", eps, positive=True)
+    dtype = _checks.compute_dtype(a.dtype, b.dtype)
+    return iou_family(a.astype(dtype)[:, None, :], b.astype(dtype)[None, :, :], kind, eps)
+
+
+# --- anchor points ------------------------------------------------------------------------------
+
+
+def anchor_points(
+    feature_shapes: Sequence[Sequence[int]], strides: Sequence[float], *, offset: float = 0.5
+) -> tuple[jax.Array, jax.Array]:
+    """Pixel centres of every cell of a feature pyramid, and each one's stride.
+
+    Level ``l`` with feature map ``(height, width)`` and stride ``s`` gives the
+    points ``x = (col + offset) * s``, ``y = (row + offset) * s`` in row-major
+    order (``col`` varies fastest); levels are concatenated in the order given.
+    This is the order (and, times the stride, the values) of ultralytics'
+    ``make_anchors``, which returns the points in stride units; ``offset=0``
+    gives mmdetection's cell corners.
+
+    Everything is static (Python ints and floats): the result is a constant.
+
+    Examples:
+      >>> points, point_strides = anchor_points([(2, 2), (1, 1)], [8, 16])
+      >>> print(points)
+      [[ 4.  4.]
+       [12.  4.]
+       [ 4. 12.]
+       [12. 12.]
+       [ 8.  8.]]
+      >>> print(point_strides)
+      [ 8.  8.  8.  8. 16.]
+
+    Args:
+      feature_shapes: one ``(height, width)`` of positive ints per level.
+      strides: one positive stride (pixels per cell) per level.
+      offset: position of the point inside its cell, in cells, in ``[0, 1)``.
+
+    Returns:
+      ``(points, point_strides)``: ``(A, 2)`` float32 ``(x, y)`` pixels and
+      ``(A,)`` float32 strides, ``A = sum(height * width)``.
+    """
+    try:
+        shapes = [tuple(operator.index(n) for n in shape) for shape in feature_shapes]
+    except TypeError:
+        raise ValueError(
+            f"feature_shapes must be a sequence of (height, width) Python ints; got {feature_shapes!r}"
+        ) from None
+    if not shapes or any(len(shape) != 2 or min(shape) < 1 for shape in shapes):
+        raise ValueError(
+            f"feature_shapes must be a non-empty sequence of positive (height, width); got {shapes}"
+        )
+    stride_list = list(strides) if isinstance(strides, Sequence | np.ndarray) else None
+    if stride_list is None or len(stride_list) != len(shapes):
+        raise ValueError(
+            f"strides must give one stride per level: {len(shapes)} feature_shapes, strides={strides!r}"
+        )
+    for stride in stride_list:
+        _check_number("strides", stride, positive=True)
+    _check_number("offset", offset)
+    if isinstance(offset, jax.core.Tracer) or not float(offset) < 1:
+        raise ValueError(f"offset must be a Python number in [0, 1); got {offset!r}")
+    points, point_strides = [], []
+    for (height, width), stride in zip(shapes, stride_list, strict=True):
+        xs = (np.arange(width, dtype=np.float64) + offset) * float(stride)
+        ys = (np.arange(height, dtype=np.float64) + offset) * float(stride)
+        grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")  # rows outer, columns inner
+        points.append(np.stack([grid_x.ravel(), grid_y.ravel()], axis=-1))
+        point_strides.append(np.full(height * width, float(stride)))
+    return (
+        jnp.asarray(np.concatenate(points), jnp.float32),
+        jnp.asarray(np.concatenate(point_strides), jnp.float32),
+    )

@@ -1,0 +1,252 @@
+"""Task-aligned label assignment (TOOD), as YOLOv8/v11 and PP-YOLOE use it, for one image.
+
+Everything is a fixed-shape array: ground truth is padded to ``G`` slots with a
+boolean ``gt_mask``, and the per-(gt, point) quantities are ``(G, A)`` arrays.
+Batch with :func:`jax.vmap`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from jax_dfl import _checks
+from jax_dfl.boxes import _check_number, _float_array, iou_family
+
+ASSIGN_IOU_KINDS = ("iou", "ciou")
+
+
+class Assignment(NamedTuple):
+    """Per-point training targets from :func:`task_aligned_assign` (``A`` points, ``C`` classes)."""
+
+    labels: jax.Array
+    """``(A,)`` class of the assigned gt; background points hold gt slot 0's label (see below)."""
+    boxes: jax.Array
+    """``(A, 4)`` xyxy box of the assigned gt; background points hold gt slot 0's box."""
+    scores: jax.Array
+    """``(A, C)`` soft class targets: the normalised alignment on the gt's class, 0 elsewhere and on
+    background."""
+    foreground: jax.Array
+    """``(A,)`` bool: the point was assigned a gt."""
+    gt_index: jax.Array
+    """``(A,)`` int32 gt slot of each point; 0 on background."""
+
+
+def _check_int(name: str, value) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a Python int; got {value!r}") from None
+
+
+def task_aligned_assign(
+    scores: ArrayLike,
+    pred_boxes: ArrayLike,
+    points: ArrayLike,
+    gt_labels: ArrayLike,
+    gt_boxes: ArrayLike,
+    gt_mask: ArrayLike,
+    *,
+    top_k: int = 13,
+    alpha: float = 1.0,
+    beta: float = 6.0,
+    iou: str = "ciou",
+    eps: float = 1e-9,
+) -> Assignment:
+    r"""Task-aligned assignment of ground-truth boxes to points (TOOD's TAL), one image.
+
+    For every valid gt :math:`g` and point :math:`a`:
+
+    1. **Candidates**: points strictly inside the gt box, every side distance
+       ``> eps`` (a point on an edge is not a candidate).
+    2. **Alignment metric** :math:`t_{ga} = s_{ga}^{\alpha}\, u_{ga}^{\beta}` on
+       candidates (0 elsewhere), with :math:`s_{ga}` the predicted score of the
+       gt's class at the point and :math:`u_{ga}` the overlap of the point's
+       predicted box with the gt box: the CIoU clipped at 0 (``iou="ciou"``,
+       ultralytics YOLOv8/v11) or the IoU (``iou="iou"``, PP-YOLOE).
+    3. **Top-k**: each gt keeps its ``top_k`` points of highest metric, counting
+       only those with :math:`t_{ga} >` ``eps``; a gt with fewer such candidates
+       keeps fewer (a zero-metric point never becomes foreground). Equal metrics
+       are taken in point order (``lax.top_k``).
+    4. **Conflicts**: a point kept by several gts goes to the gt of highest
+       overlap :math:`u_{ga}` at that point over *all* gts containing it (first
+       slot on ties), as ultralytics does.
+    5. **Soft scores**: with :math:`m_g` the gt's largest metric and :math:`o_g`
+       its largest overlap over its final points, a foreground point assigned
+       to :math:`g` gets the score
+       :math:`t_{ga}\, o_g / (m_g + \epsilon)` on class ``gt_labels[g]``
+       (the maximum over gts in ultralytics, the same thing here since each
+       point has one gt) and 0 on every other class.
+
+    Background points: ``foreground=False``, ``scores`` 0, ``gt_index`` 0, and
+    ``labels``/``boxes`` those of gt slot 0 (zeros if slot 0 is padding), as
+    ultralytics returns them, so that numbers match; use ``foreground`` to
+    tell them apart. With ``G = 0`` gt slots the labels are ``C`` (ultralytics'
+    background index) and boxes zeros.
+
+    No gradient flows through the assignment (``stop_gradient`` on the inputs,
+    as ultralytics runs it under ``torch.no_grad``). Padding slots
+    (``gt_mask=False``) are ignored whatever they hold, NaN included. The
+    labels of valid gts must be in ``[0, C)`` (out-of-range labels are clipped
+    by JAX's gather, not reported).
+
+    Memory: ``(G, A)`` intermediates only; the class score is gathered per gt,
+    ``scores[:, gt_labels]``, never an ``(G, A, C)`` array. The output
+    ``scores`` is ``(A, C)``.
+
+    Compared with ultralytics' ``TaskAlignedAssigner`` (``ultralytics/utils/tal.py``):
+    identical foreground, gt indices, labels, boxes and scores (up to float
+    rounding and the tie order of ``torch.topk``) wherever its later extensions
+    are inactive, namely: gt boxes narrower or shorter than the smallest stride
+    (which recent versions enlarge to a fixed size before the candidate test),
+    ``topk2 != topk`` (a second top-k after conflict resolution), and the
+    ``hard_target``/one-to-few options. Older versions (8.0-8.2) let
+    zero-metric points fill up a gt's top-k when it has fewer than ``top_k``
+    positive-metric candidates (which of them depended on ``torch.topk``'s tie
+    order); like the current version, zero-metric points are never foreground
+    here. YOLOv8/v11's training loss calls it with ``top_k=10, alpha=0.5,
+    beta=6.0``; the defaults here are the class's own (TOOD's ``top_k=13,
+    alpha=1``).
+
+    Examples:
+      One gt over a 4 x 4 grid of stride 8; the predicted box at every point
+      is the gt box itself, so the four points inside it share the metric:
+
+      >>> import jax.numpy as jnp
+      >>> from jax_dfl.boxes import anchor_points
+      >>> points, _ = anchor_points([(4, 4)], [8])
+      >>> gt = jnp.array([[0.0, 0.0, 16.0, 16.0]])
+      >>> a = task_aligned_assign(
+      ...     jnp.full((16, 2), 0.5), jnp.tile(gt, (16, 1)), points, jnp.array([1]), gt,
+      ...     jnp.array([True]), top_k=3)
+      >>> print(a.foreground.reshape(4, 4).astype(int))
+      [[1 1 0 0]
+       [1 0 0 0]
+       [0 0 0 0]
+       [0 0 0 0]]
+      >>> print(a.scores[0])
+      [0. 1.]
+
+    Args:
+      scores: ``(A, C)`` predicted class probabilities (after the sigmoid).
+      pred_boxes: ``(A, 4)`` predicted xyxy boxes, in the units of ``gt_boxes``.
+      points: ``(A, 2)`` point coordinates ``(x, y)``, same units.
+      gt_labels: ``(G,)`` integer classes.
+      gt_boxes: ``(G, 4)`` xyxy gt boxes.
+      gt_mask: ``(G,)`` bool, True for real gts, False for padding.
+      top_k: points kept per gt (a Python int, ``1 <= top_k <= A``).
+      alpha: exponent of the score in the metric (``>= 0``; may be traced).
+      beta: exponent of the overlap in the metric (``>= 0``; may be traced).
+      iou: ``"ciou"`` (CIoU clipped at 0, ultralytics) or ``"iou"`` (PP-YOLOE).
+      eps: threshold of the candidate test and of "positive metric", and the
+        guard of the score normalisation (``> 0``; may be traced).
+
+    Returns:
+      An :class:`Assignment` of ``labels (A,)`` (``gt_labels``' dtype),
+      ``boxes (A, 4)``, ``scores (A, C)`` (at least float32), ``foreground
+      (A,)`` bool and ``gt_index (A,)`` int32.
+
+    References:
+      Feng et al., `TOOD: Task-aligned One-stage Object Detection
+      <https://arxiv.org/abs/2108.07755>`_, ICCV 2021; Xu et al., `PP-YOLOE
+      <https://arxiv.org/abs/2203.16250>`_, 2022; ultralytics
+      ``TaskAlignedAssigner`` (YOLOv8/v11).
+    """
+    scores = _float_array("scores", scores, (None, None))
+    pred_boxes = _float_array("pred_boxes", pred_boxes, (None, 4))
+    points = _float_array("points", points, (None, 2))
+    gt_boxes = _float_array("gt_boxes", gt_boxes, (None, 4))
+    gt_labels, gt_mask = jnp.asarray(gt_labels), jnp.asarray(gt_mask)
+    if not jnp.issubdtype(gt_labels.dtype, jnp.integer):
+        raise TypeError(f"gt_labels must be integer class indices; got dtype {gt_labels.dtype}")
+    if gt_mask.dtype != jnp.bool_:
+        raise TypeError(f"gt_mask must be a boolean mask; got dtype {gt_mask.dtype}")
+    num_points, num_classes = scores.shape
+    if pred_boxes.shape[0] != num_points or points.shape[0] != num_points:
+        raise ValueError(
+            "scores, pred_boxes and points must have the same number of points: "
+            f"scores.shape={scores.shape}, pred_boxes.shape={pred_boxes.shape}, points.shape={points.shape}"
+        )
+    num_gt = gt_boxes.shape[0]
+    if gt_labels.shape != (num_gt,) or gt_mask.shape != (num_gt,):
+        raise ValueError(
+            "gt_labels and gt_mask must have shape (G,) with G = gt_boxes.shape[0]: "
+            f"gt_labels.shape={gt_labels.shape}, gt_mask.shape={gt_mask.shape}, "
+            f"gt_boxes.shape={gt_boxes.shape}"
+        )
+    top_k = _check_int("top_k", top_k)
+    if not 1 <= top_k <= num_points:
+        raise ValueError(f"top_k must be in [1, number of points = {num_points}]; got {top_k}")
+    if iou not in ASSIGN_IOU_KINDS:
+        raise ValueError(f"iou must be one of {ASSIGN_IOU_KINDS}; got {iou!r}")
+    _check_number("alpha", alpha)
+    _check_number("beta", beta)
+    _check_number("eps", eps, positive=True)
+
+    dtype = _checks.compute_dtype(scores.dtype, pred_boxes.dtype, points.dtype, gt_boxes.dtype)
+    if num_gt == 0:
+        return Assignment(
+            labels=jnp.full((num_points,), num_classes, gt_labels.dtype),
+            boxes=jnp.zeros((num_points, 4), dtype),
+            scores=jnp.zeros((num_points, num_classes), dtype),
+            foreground=jnp.zeros((num_points,), bool),
+            gt_index=jnp.zeros((num_points,), jnp.int32),
+        )
+    # The assignment is a target, not part of the model: no gradient through it.
+    scores, pred_boxes, points, gt_boxes = (
+        lax.stop_gradient(x.astype(dtype)) for x in (scores, pred_boxes, points, gt_boxes)
+    )
+    # Padding slots may hold anything (NaN would poison the argmax over gts): zero them.
+    gt_boxes = jnp.where(gt_mask[:, None], gt_boxes, 0)
+    gt_labels = jnp.where(gt_mask, gt_labels, 0)
+
+    # 1. Candidates (G, A): strictly inside a valid gt box.
+    # The four side distances as (G, A) arrays, never one (G, A, 4) array.
+    x, y = points[None, :, 0], points[None, :, 1]
+    nearest_side = jnp.minimum(
+        jnp.minimum(x - gt_boxes[:, None, 0], y - gt_boxes[:, None, 1]),
+        jnp.minimum(gt_boxes[:, None, 2] - x, gt_boxes[:, None, 3] - y),
+    )
+    candidate = (nearest_side > eps) & gt_mask[:, None]
+
+    # 2. Metric (G, A). The class score of each gt at each point by a gather: (A, G), never (G, A, C).
+    class_scores = jnp.take(scores, gt_labels, axis=1, mode="clip").T
+    overlap = iou_family(gt_boxes[:, None, :], pred_boxes[None, :, :], iou, eps)
+    overlap = jnp.where(candidate, jnp.maximum(overlap, 0), 0)
+    class_scores = jnp.where(candidate, class_scores, 0)
+    metric = class_scores**alpha * overlap**beta
+
+    # 3. Top-k per gt, only points of positive metric.
+    top_metric, top_index = lax.top_k(metric, top_k)
+    keep = (top_metric > eps) & gt_mask[:, None]
+    rows = jnp.arange(num_gt)[:, None]
+    positive = jnp.zeros((num_gt, num_points), bool).at[rows, top_index].set(keep) & candidate
+
+    # 4. A point kept by several gts goes to the gt of highest overlap there.
+    claimed_by_several = jnp.sum(positive, axis=0) > 1
+    best_overlap_gt = jnp.argmax(overlap, axis=0)
+    is_best = jnp.arange(num_gt)[:, None] == best_overlap_gt[None, :]
+    positive = jnp.where(claimed_by_several[None, :], is_best, positive)
+    foreground = jnp.any(positive, axis=0)
+    gt_index = jnp.argmax(positive, axis=0).astype(jnp.int32)  # first True; 0 on background
+
+    # 5. Soft scores: metric / (gt's max metric + eps) * gt's max overlap, on the gt's class.
+    metric = jnp.where(positive, metric, 0)
+    max_metric = jnp.max(metric, axis=1, keepdims=True)
+    max_overlap = jnp.max(jnp.where(positive, overlap, 0), axis=1, keepdims=True)
+    point_score = jnp.max(metric * max_overlap / (max_metric + eps), axis=0)
+    labels = gt_labels[gt_index]
+    one_hot = jnp.arange(num_classes)[None, :] == labels[:, None]
+    target_scores = jnp.where(one_hot & foreground[:, None], point_score[:, None], 0).astype(dtype)
+    return Assignment(
+        labels=labels,
+        boxes=gt_boxes[gt_index],
+        scores=target_scores,
+        foreground=foreground,
+        gt_index=gt_index,
+    )
