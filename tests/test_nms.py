@@ -212,10 +212,12 @@ def test_degenerate_boxes_neither_suppress_nor_are_suppressed():
             [3, 0, 3, 10],  # zero width
             [8, 8, 2, 2],  # inverted (x2 < x1)
             [np.nan, 0, 10, 10],  # non-finite coordinates
+            [0, 0, np.inf, np.inf],
+            [0, 0, np.inf, np.inf],
         ]
     )
-    scores = np.arange(6, 0, -1) / 10
-    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=6), list(range(6)), 6)
+    scores = np.arange(8, 0, -1) / 10
+    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=8), list(range(8)), 8)
 
 
 def test_max_detections_cuts_the_greedy_list_and_pre_nms_top_k_drops_the_lowest():
