@@ -98,7 +98,7 @@ def non_max_suppression(
     ``k = min(A, pre_nms_top_k)`` sorted candidates: ``O(A log A +
     max_detections * k)`` work and ``O(A)`` memory, no ``(k, k)`` matrix (for
     ``A = 8400`` that matrix alone would be 282 MB in float32). The loop is a
-    ``lax.while_loop``, so the number of steps is sequential; under ``vmap``
+    ``lax.while_loop`` whose steps run one after another; under ``vmap``
     it runs until the last image of the batch is done.
 
     ``pre_nms_top_k`` defaults to no cap: memory is linear, so all ``A``
