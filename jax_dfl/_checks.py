@@ -240,3 +240,20 @@ def positive(name: str, value, *, allow_zero: bool = False):
     if not ok:
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite; got {value!r}")
     return value
+
+
+def shaped(name: str, x: ArrayLike, shape: tuple[int | None, ...], *, kind: str = "floating") -> jax.Array:
+    """``x`` as an array of ``kind`` ("floating" or "real") with exactly the axes of ``shape``.
+
+    ``None`` entries of ``shape`` are free sizes; the error shows the expected
+    pattern, e.g. ``(n, 4)``, and what was passed.
+    """
+    x = floating(name, x) if kind == "floating" else real(name, x)
+    if x.ndim != len(shape) or any(
+        want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
+    ):
+        pattern = (
+            "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        )
+        raise ValueError(f"{name} must have shape {pattern}); got {name}.shape={tuple(x.shape)}")
+    return x

@@ -7,7 +7,6 @@ Batch with :func:`jax.vmap`.
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import jax
@@ -16,7 +15,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
-from jax_dfl.boxes import _check_number, _float_array, iou_family
+from jax_dfl.boxes import iou_family
 
 ASSIGN_IOU_KINDS = ("iou", "ciou")
 
@@ -35,13 +34,6 @@ class Assignment(NamedTuple):
     """``(A,)`` bool: the point was assigned a gt."""
     gt_index: jax.Array
     """``(A,)`` int32 gt slot of each point; 0 on background."""
-
-
-def _check_int(name: str, value) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a Python int; got {value!r}") from None
 
 
 def task_aligned_assign(
@@ -91,7 +83,10 @@ def task_aligned_assign(
 
     No gradient flows through the assignment (``stop_gradient`` on the inputs,
     as ultralytics runs it under ``torch.no_grad``). Padding slots
-    (``gt_mask=False``) are ignored whatever they hold, NaN included. The
+    (``gt_mask=False``) are ignored whatever they hold, NaN included. A point
+    whose score, predicted box or coordinates are NaN is never a candidate (it
+    is background); a valid gt box with NaN coordinates claims no point (and
+    its NaN box is what background points copy when it is slot 0). The
     labels of valid gts must be in ``[0, C)`` (out-of-range labels are clipped
     by JAX's gather, not reported).
 
@@ -157,15 +152,12 @@ def task_aligned_assign(
       <https://arxiv.org/abs/2203.16250>`_, 2022; ultralytics
       ``TaskAlignedAssigner`` (YOLOv8/v11).
     """
-    scores = _float_array("scores", scores, (None, None))
-    pred_boxes = _float_array("pred_boxes", pred_boxes, (None, 4))
-    points = _float_array("points", points, (None, 2))
-    gt_boxes = _float_array("gt_boxes", gt_boxes, (None, 4))
-    gt_labels, gt_mask = jnp.asarray(gt_labels), jnp.asarray(gt_mask)
-    if not jnp.issubdtype(gt_labels.dtype, jnp.integer):
-        raise TypeError(f"gt_labels must be integer class indices; got dtype {gt_labels.dtype}")
-    if gt_mask.dtype != jnp.bool_:
-        raise TypeError(f"gt_mask must be a boolean mask; got dtype {gt_mask.dtype}")
+    scores = _checks.shaped("scores", scores, (None, None))
+    pred_boxes = _checks.shaped("pred_boxes", pred_boxes, (None, 4), kind="real")
+    points = _checks.shaped("points", points, (None, 2), kind="real")
+    gt_boxes = _checks.shaped("gt_boxes", gt_boxes, (None, 4), kind="real")
+    gt_labels = _checks.integer("gt_labels", gt_labels)
+    gt_mask = _checks.mask("gt_mask", gt_mask)
     num_points, num_classes = scores.shape
     if pred_boxes.shape[0] != num_points or points.shape[0] != num_points:
         raise ValueError(
@@ -179,14 +171,14 @@ def task_aligned_assign(
             f"gt_labels.shape={gt_labels.shape}, gt_mask.shape={gt_mask.shape}, "
             f"gt_boxes.shape={gt_boxes.shape}"
         )
-    top_k = _check_int("top_k", top_k)
-    if not 1 <= top_k <= num_points:
+    top_k = _checks.positive_int("top_k", top_k)
+    if top_k > num_points:
         raise ValueError(f"top_k must be in [1, number of points = {num_points}]; got {top_k}")
     if iou not in ASSIGN_IOU_KINDS:
         raise ValueError(f"iou must be one of {ASSIGN_IOU_KINDS}; got {iou!r}")
-    _check_number("alpha", alpha)
-    _check_number("beta", beta)
-    _check_number("eps", eps, positive=True)
+    _checks.positive("alpha", alpha, allow_zero=True)
+    _checks.positive("beta", beta, allow_zero=True)
+    _checks.positive("eps", eps)
 
     dtype = _checks.compute_dtype(scores.dtype, pred_boxes.dtype, points.dtype, gt_boxes.dtype)
     if num_gt == 0:

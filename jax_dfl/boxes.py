@@ -1,4 +1,4 @@
-"""Box helpers for anchor-free heads: point-to-side distances, GIoU, decoding.
+"""Box helpers for anchor-free heads: point-to-side distances, the IoU family, anchor points, decoding.
 
 Boxes are ``(x1, y1, x2, y2)`` ("xyxy") on the last axis; distances are
 ``(left, top, right, bottom)`` from a point to the box's sides. Coordinates
@@ -73,50 +73,41 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
-def box_iou_terms(pred: jax.Array, target: jax.Array, eps: float):
-    """Intersection, union and enclosing area of paired boxes (sides clamped at 0)."""
-
-    def area(b):
-        return jnp.maximum(b[..., 2] - b[..., 0], 0) * jnp.maximum(b[..., 3] - b[..., 1], 0)
-
-    lt = jnp.maximum(pred[..., :2], target[..., :2])
-    rb = jnp.minimum(pred[..., 2:], target[..., 2:])
-    wh = jnp.maximum(rb - lt, 0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area(pred) + area(target) - inter + eps
-    enclosing_wh = jnp.maximum(
-        jnp.maximum(pred[..., 2:], target[..., 2:]) - jnp.minimum(pred[..., :2], target[..., :2]), 0
-    )
-    enclosing = enclosing_wh[..., 0] * enclosing_wh[..., 1] + eps
-    return inter, union, enclosing
-
-
-def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-7) -> jax.Array:
+def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
     """IoU of paired xyxy boxes, element-wise over leading axes.
 
-    ``eps > 0`` is added to the union, so that two zero-area boxes give 0, not NaN.
+    The union is floored at ``eps > 0`` (not increased by it): exact whenever
+    the union is at least ``eps``, 0 rather than NaN for two zero-area boxes.
+    Sides with ``x2 < x1`` count as zero width.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> print(f"{box_iou(jnp.array([0.0, 0.0, 2.0, 2.0]), jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
       0.3333
+
+    Args:
+      pred: ``(..., 4)`` xyxy boxes (float or int).
+      target: boxes of exactly ``pred``'s shape.
+      eps: positive floor for the union (may be traced under ``jit``).
+
+    Returns:
+      ``pred.shape[:-1]``, at least float32.
     """
-    pred, target = _paired(pred, target)
-    eps = _checks.positive("eps", eps)
-    inter, union, _ = box_iou_terms(pred, target, eps)
-    return inter / union
+    pred, target = _paired_boxes(pred, target, eps)
+    return iou_family(pred, target, "iou", eps)
 
 
-def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-7) -> jax.Array:
+def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
     r"""Generalized IoU loss ``1 - GIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
       \mathrm{GIoU} = \mathrm{IoU} - \frac{|C| - |A \cup B|}{|C|}
 
     with :math:`C` the smallest box enclosing both. In ``[0, 2]``: 0 for
-    identical boxes, approaching 2 for far-apart ones. ``eps`` in the union
-    and the enclosing area keeps values and gradients finite for zero-area
-    (degenerate) boxes; sides with ``x2 < x1`` count as zero width.
+    identical boxes, approaching 2 for far-apart ones. The union and the
+    enclosing area are floored at ``eps`` (as in :func:`diou_loss`): exact
+    above it, finite values and gradients for zero-area (degenerate) boxes;
+    sides with ``x2 < x1`` count as zero width.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -124,15 +115,20 @@ def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-7) -> jax.A
       >>> print(f"{giou_loss(a, a):.4f} {giou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
       0.0000 0.6667
 
+    Args:
+      pred: ``(..., 4)`` xyxy boxes (float or int).
+      target: boxes of exactly ``pred``'s shape.
+      eps: positive floor for the denominators (may be traced under ``jit``).
+
+    Returns:
+      ``pred.shape[:-1]``, at least float32.
+
     References:
       Rezatofighi et al., `Generalized Intersection over Union
       <https://arxiv.org/abs/1902.09630>`_, CVPR 2019.
     """
-    pred, target = _paired(pred, target)
-    eps = _checks.positive("eps", eps)
-    inter, union, enclosing = box_iou_terms(pred, target, eps)
-    giou = inter / union - (enclosing - union) / enclosing
-    return 1 - giou
+    pred, target = _paired_boxes(pred, target, eps)
+    return 1 - iou_family(pred, target, "giou", eps)
 
 
 def decode_boxes(
@@ -186,45 +182,6 @@ def decode_boxes(
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
 
 
-def _check_floating(name: str, x: jax.Array) -> None:
-    """Coordinates, scores and logits must be floating: ints would silently truncate, bools mean a mask."""
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be floating point; got dtype {x.dtype}")
-
-
-def _float_array(name: str, x: ArrayLike, shape: tuple[int | None, ...]) -> jax.Array:
-    """``jnp.asarray(x)``, floating, with exactly ``len(shape)`` axes; ``None`` entries are free sizes."""
-    x = jnp.asarray(x)
-    if x.ndim != len(shape) or any(
-        want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
-    ):
-        pretty = (
-            "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
-        )
-        raise ValueError(f"{name} must have shape {pretty}); got {x.shape}")
-    _check_floating(name, x)
-    return x
-
-
-def _check_same_shape(names: Sequence[str], arrays: Sequence[jax.Array]) -> None:
-    if len({a.shape for a in arrays}) > 1:
-        shapes = ", ".join(f"{n}.shape={a.shape}" for n, a in zip(names, arrays, strict=True))
-        raise ValueError(f"{' and '.join(names)} must have the same shape (no broadcasting): {shapes}")
-
-
-def _check_number(name: str, value, *, positive: bool = False) -> None:
-    """A finite real scalar, ``>= 0`` (``> 0`` if ``positive``); traced values are taken as given."""
-    if isinstance(value, jax.core.Tracer):
-        return
-    array = np.asarray(value)
-    bound = "> 0" if positive else ">= 0"
-    if array.ndim != 0 or array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{name} must be a real number {bound}; got {value!r}")
-    number = float(array)
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
-
-
 def _aspect_angle(w: jax.Array, h: jax.Array) -> jax.Array:
     """``atan(w / h)`` as ``atan2(w, h)``: exact for ``h > 0``, pi/2 for ``h = 0`` and 0 for a point box.
 
@@ -276,17 +233,8 @@ def iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
 
 
 def _paired_boxes(pred: ArrayLike, target: ArrayLike, eps) -> tuple[jax.Array, jax.Array]:
-    pred, target = jnp.asarray(pred), jnp.asarray(target)
-    for name, boxes in (("pred", pred), ("target", target)):
-        if boxes.ndim < 1 or boxes.shape[-1] != 4:
-            raise ValueError(
-                f"{name} must have a last axis of size 4 (x1, y1, x2, y2); got shape {boxes.shape}"
-            )
-        _check_floating(name, boxes)
-    _check_same_shape(("pred", "target"), (pred, target))
-    _check_number("eps", eps, positive=True)
-    dtype = _checks.compute_dtype(pred.dtype, target.dtype)
-    return pred.astype(dtype), target.astype(dtype)
+    _checks.positive("eps", eps)
+    return _paired(pred, target)
 
 
 def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
@@ -409,10 +357,12 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 
     """
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {IOU_KINDS}; got {kind!r}")
-    a = _float_array("a", a, (None, 4))
-    b = _float_array("b", b, (None, 4))
-    _check_number("eps", eps, positive=True)
-    dtype = _checks.compute_dtype(a.dtype, b.dtype)
+    a, b = _coordinates("a", a, 4), _coordinates("b", b, 4)
+    for name, boxes in (("a", a), ("b", b)):
+        if boxes.ndim != 2:
+            raise ValueError(f"{name} must have shape (n, 4); got {name}.shape={boxes.shape}")
+    _checks.positive("eps", eps)
+    dtype = jnp.promote_types(a.dtype, b.dtype)
     return iou_family(a.astype(dtype)[:, None, :], b.astype(dtype)[None, :, :], kind, eps)
 
 
@@ -469,8 +419,8 @@ def anchor_points(
             f"strides must give one stride per level: {len(shapes)} feature_shapes, strides={strides!r}"
         )
     for stride in stride_list:
-        _check_number("strides", stride, positive=True)
-    _check_number("offset", offset)
+        _checks.positive("strides", stride)
+    _checks.positive("offset", offset, allow_zero=True)
     if isinstance(offset, jax.core.Tracer) or not float(offset) < 1:
         raise ValueError(f"offset must be a Python number in [0, 1); got {offset!r}")
     points, point_strides = [], []

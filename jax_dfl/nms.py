@@ -7,27 +7,12 @@ work is ``O(max_detections * k)`` and the memory ``O(k)`` after one sort.
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
-
-
-def _positive_int(name: str, value, *, what: str) -> int:
-    # bool is an int to operator.index; True as a detection count is a bug, not a 1.
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be a positive Python int ({what}); got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a positive Python int ({what}); got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive Python int ({what}); got {value}")
-    return value
 
 
 def _threshold(name: str, value, dtype, *, unit_interval: bool) -> jax.Array:
@@ -46,11 +31,6 @@ def _threshold(name: str, value, dtype, *, unit_interval: bool) -> jax.Array:
         if unit_interval and not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be in [0, 1]; got {v}")
     return x.astype(dtype)
-
-
-def _floating(name: str, x: jax.Array) -> None:
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be floating point; got dtype {x.dtype}")
 
 
 def _per_box(name: str, x: jax.Array, boxes: jax.Array) -> None:
@@ -133,7 +113,7 @@ def non_max_suppression(
        [2 1]]
 
     Args:
-      boxes: ``(A, 4)`` xyxy boxes, floating (float16/bfloat16 are compared in float32).
+      boxes: ``(A, 4)`` xyxy boxes, float or int (float16/bfloat16 are compared in float32).
       scores: ``(A,)`` floating scores.
       iou_threshold: in ``[0, 1]``; an IoU strictly above it suppresses. May be traced.
       max_detections: Python int > 0, the output length.
@@ -154,25 +134,19 @@ def non_max_suppression(
       <https://doi.org/10.1109/ICPR.2006.479>`_, ICPR 2006;
       ``torchvision.ops.nms`` (pytorch/vision, ``torchvision/csrc/ops/cpu/nms_kernel.cpp``).
     """
-    boxes, scores = jnp.asarray(boxes), jnp.asarray(scores)
-    _floating("boxes", boxes)
-    _floating("scores", scores)
+    boxes, scores = _checks.real("boxes", boxes), _checks.floating("scores", scores)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must have shape (A, 4); got boxes.shape={boxes.shape}")
     _per_box("scores", scores, boxes)
     if classes is not None:
-        classes = jnp.asarray(classes)
-        if not jnp.issubdtype(classes.dtype, jnp.integer):
-            raise TypeError(f"classes must be integer class ids; got dtype {classes.dtype}")
+        classes = _checks.integer("classes", classes)
         _per_box("classes", classes, boxes)
     if where is not None:
-        where = jnp.asarray(where)
-        if where.dtype != jnp.bool_:
-            raise TypeError(f"where must be a boolean mask; got dtype {where.dtype}")
+        where = _checks.mask("where", where)
         _per_box("where", where, boxes)
-    max_detections = _positive_int("max_detections", max_detections, what="it sets the output shape")
+    max_detections = _checks.positive_int("max_detections", max_detections)
     if pre_nms_top_k is not None:
-        pre_nms_top_k = _positive_int("pre_nms_top_k", pre_nms_top_k, what="it sets a shape")
+        pre_nms_top_k = _checks.positive_int("pre_nms_top_k", pre_nms_top_k)
     dtype = _checks.compute_dtype(boxes.dtype, scores.dtype)
     iou_threshold = _threshold("iou_threshold", iou_threshold, dtype, unit_interval=True)
     if score_threshold is not None:

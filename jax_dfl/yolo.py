@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
 from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
-from jax_dfl.boxes import _float_array, bbox2distance, iou_family
+from jax_dfl.boxes import bbox2distance, iou_family
 from jax_dfl.losses import distribution_focal_loss
 
 # Stand-ins for the unused rows of the foreground buffer: a well-formed box and point, so the
@@ -22,11 +20,8 @@ _SAFE_POINT = (1.0, 1.0)
 def _check_max_foreground(max_foreground, num_points: int) -> int:
     if max_foreground is None:
         return num_points
-    try:
-        max_foreground = operator.index(max_foreground)
-    except TypeError:
-        raise ValueError(f"max_foreground must be a Python int or None; got {max_foreground!r}") from None
-    if not 1 <= max_foreground <= num_points:
+    max_foreground = _checks.positive_int("max_foreground", max_foreground)
+    if max_foreground > num_points:
         raise ValueError(
             f"max_foreground must be in [1, number of points = {num_points}]; got {max_foreground}"
         )
@@ -120,16 +115,14 @@ def yolo_box_loss(
       <https://arxiv.org/abs/1911.08287>`_, AAAI 2020; ultralytics ``BboxLoss``
       (``ultralytics/utils/loss.py``).
     """
-    pred_logits = _float_array("pred_logits", pred_logits, (None, 4, None))
-    _checks.check_logits(pred_logits)
+    pred_logits = _checks.shaped("pred_logits", pred_logits, (None, 4, None))
+    _checks.check_logits(pred_logits, "pred_logits")
     num_points = pred_logits.shape[0]
-    pred_boxes = _float_array("pred_boxes", pred_boxes, (num_points, 4))
-    points = _float_array("points", points, (num_points, 2))
-    target_boxes = _float_array("target_boxes", target_boxes, (num_points, 4))
-    target_scores = _float_array("target_scores", target_scores, (num_points, None))
-    foreground = jnp.asarray(foreground)
-    if foreground.dtype != jnp.bool_:
-        raise TypeError(f"foreground must be a boolean mask; got dtype {foreground.dtype}")
+    pred_boxes = _checks.shaped("pred_boxes", pred_boxes, (num_points, 4), kind="real")
+    points = _checks.shaped("points", points, (num_points, 2), kind="real")
+    target_boxes = _checks.shaped("target_boxes", target_boxes, (num_points, 4), kind="real")
+    target_scores = _checks.shaped("target_scores", target_scores, (num_points, None))
+    foreground = _checks.mask("foreground", foreground)
     point_strides, normalizer = jnp.asarray(point_strides), jnp.asarray(normalizer)
     if foreground.shape != (num_points,) or point_strides.shape != (num_points,):
         raise ValueError(
@@ -139,7 +132,7 @@ def yolo_box_loss(
         )
     _checks.check_real("point_strides", point_strides)
     if normalizer.shape != ():
-        raise ValueError(f"normalizer must be a scalar; got shape {normalizer.shape}")
+        raise ValueError(f"normalizer must be a scalar; got normalizer.shape={normalizer.shape}")
     _checks.check_real("normalizer", normalizer)
     size = _check_max_foreground(max_foreground, num_points)
 
@@ -194,9 +187,7 @@ def validate_foreground(foreground: ArrayLike, *, max_foreground: int | None) ->
       foreground: ``(..., A)`` boolean foreground masks.
       max_foreground: the buffer size given to :func:`yolo_box_loss`.
     """
-    foreground = jnp.asarray(foreground)
-    if foreground.dtype != jnp.bool_:
-        raise TypeError(f"foreground must be a boolean mask; got dtype {foreground.dtype}")
+    foreground = _checks.mask("foreground", foreground)
     if foreground.ndim < 1:
         raise ValueError(f"foreground must have a points axis; got shape {foreground.shape}")
     size = _check_max_foreground(max_foreground, foreground.shape[-1])

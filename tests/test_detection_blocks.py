@@ -128,11 +128,13 @@ def test_iou_family_dtypes_jit_vmap_and_errors():
         jax.vmap(diou_loss)(a.reshape(2, 3, 4), b.reshape(2, 3, 4)).ravel(), diou_loss(a, b)
     )
     np.testing.assert_allclose(jax.jit(lambda x, y, e: ciou_loss(x, y, eps=e))(a, b, 1e-9), ciou_loss(a, b))
-    with pytest.raises(TypeError, match="pred must be floating"):
-        ciou_loss(a.astype(np.int32), b)
-    with pytest.raises(TypeError, match="target must be floating"):
+    # Coordinates may be integers (pixel boxes); bool and complex are errors.
+    np.testing.assert_allclose(ciou_loss(a.round().astype(np.int32), b), ciou_loss(a.round(), b), rtol=1e-6)
+    with pytest.raises(TypeError, match="pred must be real"):
+        ciou_loss(a.astype(np.complex64), b)
+    with pytest.raises(TypeError, match="target must be real"):
         diou_loss(a, b > 0)
-    with pytest.raises(ValueError, match=r"pred.shape=\(6, 4\), target.shape=\(1, 4\)"):
+    with pytest.raises(ValueError, match=r"target.shape=\(1, 4\), pred.shape=\(6, 4\)"):
         ciou_loss(a, b[:1])
     with pytest.raises(ValueError, match="last axis of size 4"):
         diou_loss(a[:, :3], b[:, :3])
@@ -144,8 +146,8 @@ def test_iou_family_dtypes_jit_vmap_and_errors():
         pairwise_iou(a, b, kind="siou")
     with pytest.raises(ValueError, match=r"a must have shape \(n, 4\)"):
         pairwise_iou(a[None], b)
-    with pytest.raises(TypeError, match="b must be floating"):
-        pairwise_iou(a, b.astype(np.int64))
+    with pytest.raises(TypeError, match="b must be real"):
+        pairwise_iou(a, b.astype(bool))
 
 
 # --- anchor points ------------------------------------------------------------------------------
@@ -335,9 +337,9 @@ def test_assign_errors():
 
     with pytest.raises(TypeError, match="scores must be floating"):
         call(0, scores > 0.5)
-    with pytest.raises(TypeError, match="pred_boxes must be floating"):
-        call(1, pred_boxes.astype(np.int32))
-    with pytest.raises(TypeError, match="gt_labels must be integer"):
+    with pytest.raises(TypeError, match="pred_boxes must be real"):
+        call(1, pred_boxes > 0)
+    with pytest.raises(TypeError, match="gt_labels must be integers"):
         call(3, labels.astype(np.float32))
     with pytest.raises(TypeError, match="gt_mask must be a boolean"):
         call(5, mask.astype(np.int32))
@@ -526,8 +528,8 @@ def test_box_loss_dtypes_and_errors():
 
     with pytest.raises(TypeError, match="foreground must be a boolean"):
         call(5, problem[5].astype(np.int32))
-    with pytest.raises(TypeError, match="pred_boxes must be floating"):
-        call(1, problem[1].astype(np.int32))
+    with pytest.raises(TypeError, match="pred_boxes must be real"):
+        call(1, problem[1].astype(np.complex64))
     with pytest.raises(TypeError, match="target_scores must be floating"):
         call(4, problem[4] > 0)
     with pytest.raises(ValueError, match=r"target_boxes must have shape \(40, 4\)"):

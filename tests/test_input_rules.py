@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import jax_dfl
+import jax_dfl.evaluation
 import jax_dfl.inspection
 import jax_dfl.nn
 import jax_dfl.parallel
@@ -72,6 +73,12 @@ class Case:
     traced_hyper: tuple[str, ...] = ()  # numeric hyper-parameters that may be traced under jit
     nan_gives_finite: tuple[str, ...] = ()  # arguments whose NaN gives a documented finite result
     differentiable: tuple[str, ...] = ()  # arguments whose masked gradients must be 0
+    mask_arg: str | None = None  # the argument that masks elements (default: "where" if present)
+    returns_nothing: bool = False  # a checkify check: jit needs checkify around it
+
+    @property
+    def mask_name(self) -> str | None:
+        return self.mask_arg or ("where" if "where" in self.args else None)
 
     def values(self, seed: int = 0) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
@@ -184,6 +191,90 @@ CASES: dict[str, Case] = {
         bad_hyper={"eps": [0.0, -1e-7]},
         traced_hyper=("eps",),
     ),
+    "diou_loss": Case(
+        jax_dfl.diou_loss,
+        {"pred": Arg(REAL, _boxes((N,)), anchor=True), "target": Arg(REAL, _boxes((N,)))},
+        bad_hyper={"eps": [0.0, -1e-7]},
+        traced_hyper=("eps",),
+    ),
+    "ciou_loss": Case(
+        jax_dfl.ciou_loss,
+        {"pred": Arg(REAL, _boxes((N,)), anchor=True), "target": Arg(REAL, _boxes((N,)))},
+        bad_hyper={"eps": [0.0, -1e-7]},
+        traced_hyper=("eps",),
+    ),
+    "pairwise_iou": Case(
+        # (N, 4) against (M, 4): no sizes to agree on, so both are anchors.
+        jax_dfl.pairwise_iou,
+        {"a": Arg(REAL, _boxes((N,)), anchor=True), "b": Arg(REAL, _boxes((3,)), anchor=True)},
+        fixed={"kind": "ciou"},
+        bad_hyper={"eps": [0.0, -1.0], "kind": ["iuo", None]},
+        traced_hyper=("eps",),
+    ),
+    "task_aligned_assign": Case(
+        jax_dfl.task_aligned_assign,
+        {
+            "scores": Arg(FLOATING, _uniform((40, 3), 0, 1), anchor=True),
+            "pred_boxes": Arg(REAL, _boxes((40,))),
+            "points": Arg(REAL, _uniform((40, 2), 0, 60)),
+            "gt_labels": Arg(INTEGER, lambda rng: rng.integers(0, 3, size=4).astype(np.int32)),
+            "gt_boxes": Arg(REAL, _boxes((4,))),
+            "gt_mask": Arg(MASK, _mask((4,))),
+        },
+        fixed={"top_k": 5},
+        bad_hyper={
+            "top_k": [0, 41, 2.5],
+            "alpha": [-1.0, float("nan")],
+            "beta": [-1.0],
+            "eps": [0.0],
+            "iou": ["giou", None],
+        },
+        # Documented: a point whose score, predicted box or coordinates are NaN is
+        # never a candidate (background). A NaN gt box shows in the output boxes.
+        nan_gives_finite=("scores", "pred_boxes", "points"),
+        mask_arg="gt_mask",
+    ),
+    "yolo_box_loss": Case(
+        jax_dfl.yolo_box_loss,
+        {
+            "pred_logits": Arg(FLOATING, _logits((N, 4, K)), anchor=True),
+            "pred_boxes": Arg(REAL, _boxes((N,))),
+            "points": Arg(REAL, _uniform((N, 2), 10, 40)),
+            "target_boxes": Arg(REAL, _boxes((N,))),
+            "target_scores": Arg(FLOATING, _uniform((N, 3), 0, 1)),
+            "foreground": Arg(MASK, _mask((N,))),
+            "point_strides": Arg(REAL, _uniform((N,), 4, 16), keyword=True),
+            "normalizer": Arg(REAL, lambda rng: np.array(2.5, np.float32), keyword=True),
+        },
+        bad_hyper={"max_foreground": [0, N + 1, 1.5]},
+        differentiable=("pred_logits", "pred_boxes"),
+        mask_arg="foreground",
+    ),
+    "validate_foreground": Case(
+        lambda foreground, **kw: jax_dfl.validate_foreground(foreground, **kw),
+        {"foreground": Arg(MASK, _mask((2, N)), anchor=True)},
+        fixed={"max_foreground": N},
+        bad_hyper={"max_foreground": [0, N + 1, 2.5]},
+        returns_nothing=True,
+    ),
+    "non_max_suppression": Case(
+        jax_dfl.non_max_suppression,
+        {
+            "boxes": Arg(REAL, _boxes((N,)), anchor=True),
+            "scores": Arg(FLOATING, _uniform((N,), 0, 1)),
+            "classes": Arg(INTEGER, lambda rng: rng.integers(0, 2, size=N).astype(np.int32), keyword=True),
+            "where": Arg(MASK, _mask((N,)), keyword=True),
+        },
+        fixed={"iou_threshold": 0.5, "max_detections": 3, "score_threshold": 0.1},
+        bad_hyper={
+            "iou_threshold": [-0.1, 1.5, float("nan")],
+            "max_detections": [0, 2.5, True],
+            "pre_nms_top_k": [0, -1],
+        },
+        traced_hyper=("iou_threshold", "score_threshold"),
+        # Documented: NaN boxes neither suppress nor are suppressed, NaN scores are never kept.
+        nan_gives_finite=("boxes", "scores"),
+    ),
     "decode_boxes": Case(
         jax_dfl.decode_boxes,
         {
@@ -196,6 +287,7 @@ CASES: dict[str, Case] = {
         # Returns nothing; its own rules are the dtype and shape ones.
         lambda targets, where=None, **kw: jax_dfl.validate_targets(targets, K, where=where, **kw),
         {"targets": Arg(REAL, _uniform((N, 4), 0, K - 1), anchor=True), "where": WHERE},
+        returns_nothing=True,
     ),
     "nn.DistributionHead": Case(
         _head_call,
@@ -220,6 +312,9 @@ CASES: dict[str, Case] = {
 # Public names tested by dedicated tests rather than the sweep (and why).
 ELSEWHERE = {
     "DistributionStats": "a NamedTuple of outputs; test_distribution_stats_* checks its fields",
+    "Assignment": "a NamedTuple of outputs",
+    "anchor_points": "static Python arguments only: test_anchor_points_rules",
+    "evaluation.coco_evaluate": "host-side NumPy (pycocotools): tests/test_evaluation.py checks its errors",
     "inspection.DistributionGradients": "a NamedTuple of outputs",
     "parallel.data_mesh": "test_parallel_rules",
     "parallel.batch_sharding": "test_parallel_rules",
@@ -247,7 +342,13 @@ def _public(module, prefix: str) -> set[str]:
 
 def test_every_public_name_is_swept():
     public = _public(jax_dfl, "")
-    for module, prefix in [(jax_dfl.nn, "nn."), (jax_dfl.inspection, "inspection."), (parallel, "parallel.")]:
+    modules = [
+        (jax_dfl.nn, "nn."),
+        (jax_dfl.inspection, "inspection."),
+        (parallel, "parallel."),
+        (jax_dfl.evaluation, "evaluation."),
+    ]
+    for module, prefix in modules:
         public |= _public(module, prefix)
     missing = public - set(CASES) - set(ELSEWHERE)
     assert not missing, f"public names without an input-rule case: {sorted(missing)}"
@@ -276,7 +377,7 @@ def test_lists_numpy_and_jit_agree(name):
     for a, b, c in zip(as_numpy, as_lists, as_jax, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(a, c, rtol=1e-6)
-    if name != "validate_targets":  # a checkify check needs checkify around jit
+    if not case.returns_nothing:  # a checkify check needs checkify around jit
         jitted = _leaves(jax.jit(lambda v: case.call(v))({k: jnp.asarray(v) for k, v in values.items()}))
         for a, b in zip(as_numpy, jitted, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -319,7 +420,12 @@ def test_broadcastable_shapes_are_a_value_error_naming_the_argument(name, arg_na
     values = case.values()
     value = values[arg_name]
     # Each of these would broadcast silently against the other arguments.
-    for shape in [(1, *value.shape), (1, *value.shape[1:]), (*value.shape[:-1], 1, value.shape[-1])]:
+    shapes = (
+        [(1,)]
+        if value.ndim == 0
+        else [(1, *value.shape), (1, *value.shape[1:]), (*value.shape[:-1], 1, value.shape[-1])]
+    )
+    for shape in shapes:
         if shape == value.shape:
             continue
         bad = dict(values)
@@ -328,7 +434,7 @@ def test_broadcastable_shapes_are_a_value_error_naming_the_argument(name, arg_na
             case.call(bad)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n != "validate_targets"])
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if not c.returns_nothing])
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
 def test_one_output_dtype_policy(name, dtype):
     """Half precision is computed in float32; every floating output is float32 for these inputs."""
@@ -345,10 +451,11 @@ def test_one_output_dtype_policy(name, dtype):
 @pytest.mark.parametrize(("name", "arg_name"), _array_args({FLOATING, REAL}))
 def test_nan_inputs_give_nan_not_a_confident_number(name, arg_name):
     case = CASES[name]
-    if name == "validate_targets":
+    if case.returns_nothing:
         pytest.skip("returns nothing; NaN is reported under checkify (test_losses)")
     values = case.values()
-    values.pop("where", None)
+    if case.mask_name == "where":
+        values.pop("where")
     values[arg_name] = values[arg_name].astype(np.float32)
     values[arg_name].flat[0] = np.nan
     leaves = _leaves(case.call(values))
@@ -358,31 +465,34 @@ def test_nan_inputs_give_nan_not_a_confident_number(name, arg_name):
         assert any(np.isnan(leaf).any() for leaf in leaves), "NaN input gave an all-finite output"
 
 
-@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.differentiable])
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.mask_name and not c.returns_nothing])
 def test_masked_elements_give_zero_value_and_zero_gradient(name):
+    """Garbage (NaN, +inf, -inf) in masked elements changes nothing: value and gradients."""
     case = CASES[name]
-    values = case.values()
-    where = values["where"]
+    clean = case.values()
+    mask = clean[case.mask_name]
+    dirty = dict(clean)
     for arg_name, arg in case.args.items():
-        if arg.kind in (FLOATING, REAL):
-            v = values[arg_name].astype(np.float32)
-            # Garbage of every kind in the masked elements: NaN, +inf, -inf.
-            garbage = np.broadcast_to(
-                np.array([np.nan, np.inf, -np.inf])[np.arange(where.size) % 3], where.size
-            )
-            masked = np.broadcast_to(~where.reshape(where.shape + (1,) * (v.ndim - where.ndim)), v.shape)
-            v = np.where(masked, np.resize(garbage, v.shape), v)
-            values[arg_name] = v.astype(np.float32)
-    value = np.asarray(case.call(values))
-    assert (value[~where] == 0).all() and np.isfinite(value).all()
+        v = clean[arg_name]
+        if arg.kind in (FLOATING, REAL) and v.shape[: mask.ndim] == mask.shape:
+            masked = np.broadcast_to(~mask.reshape(mask.shape + (1,) * (v.ndim - mask.ndim)), v.shape)
+            garbage = np.resize(np.array([np.nan, np.inf, -np.inf], np.float32), v.shape)
+            dirty[arg_name] = np.where(masked, garbage, v.astype(np.float32)).astype(np.float32)
+    expected, got = _leaves(case.call(clean)), _leaves(case.call(dirty))
+    for e, g in zip(expected, got, strict=True):
+        if e.shape[: mask.ndim] == mask.shape and e.dtype.kind == "f":
+            assert (g[~mask] == 0).all(), "masked elements must give 0"
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
     for arg_name in case.differentiable:
 
-        def total(x, arg_name=arg_name):
-            return jnp.sum(case.call(values | {arg_name: x}))
+        def total(x, values, arg_name=arg_name):
+            return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(case.call(values | {arg_name: x})))
 
-        grad = np.asarray(jax.grad(total)(jnp.asarray(values[arg_name])))
+        grad = np.asarray(jax.grad(total)(jnp.asarray(dirty[arg_name], jnp.float32), dirty))
+        grad_clean = np.asarray(jax.grad(total)(jnp.asarray(clean[arg_name], jnp.float32), clean))
         assert np.isfinite(grad).all(), arg_name
-        assert (grad[~where] == 0).all(), arg_name
+        assert (grad[~mask] == 0).all(), arg_name
+        np.testing.assert_allclose(grad, grad_clean, rtol=1e-5, atol=1e-6)
 
 
 def _hyper_cases():
@@ -451,3 +561,18 @@ def test_parallel_rules():
     np.testing.assert_array_equal(
         jax.jit(lambda x: parallel.constrain_batch(x, mesh))(jnp.arange(4.0)), np.arange(4.0)
     )
+
+
+def test_anchor_points_rules():
+    points, strides = jax_dfl.anchor_points([(2, 3), (1, 2)], [8, 16])
+    assert points.shape == (8, 2) and strides.shape == (8,) and points.dtype == jnp.float32
+    for kwargs, param in [
+        ({"feature_shapes": [(0, 2)], "strides": [8]}, "feature_shapes"),
+        ({"feature_shapes": [(2.5, 2)], "strides": [8]}, "feature_shapes"),
+        ({"feature_shapes": [(2, 2)], "strides": [8, 16]}, "strides"),
+        ({"feature_shapes": [(2, 2)], "strides": [0]}, "strides"),
+        ({"feature_shapes": [(2, 2)], "strides": [8], "offset": 1.0}, "offset"),
+        ({"feature_shapes": [(2, 2)], "strides": [8], "offset": -0.5}, "offset"),
+    ]:
+        with pytest.raises(ValueError, match=param):
+            jax_dfl.anchor_points(**kwargs)
