@@ -2,6 +2,7 @@
 
     python experiments/benchmark.py                      # YOLO-sized: 64 x 8400 x 4 rows, 17 bins
     python experiments/benchmark.py --rows 100000 --json runs/bench.json
+    python experiments/benchmark.py --part detection    # box loss, assigner, NMS at YOLOv8 size
 
 Every function is jitted, compiled once, then all are timed in an interleaved
 round-robin (A, B, C, A, B, C, ...) so that machine noise hits them alike; the
@@ -137,6 +138,150 @@ def bench_dtype(rows: int, bins: int, dtype, repeats: int) -> dict:
     }
 
 
+# --- detection building blocks ------------------------------------------------------------
+
+
+def _load_inputs(name: str):
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parent / "benchmark_inputs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_inputs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _time_interleaved(compiled: dict, args: dict, repeats: int) -> dict[str, list[float]]:
+    times = {name: [] for name in compiled}
+    for _ in range(repeats):
+        for name, fn in compiled.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*args[name]))
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def bench_detection(repeats: int, images: int = 64) -> dict:
+    """YOLOv8-sized detection blocks: box loss, assigner, NMS (float32).
+
+    Box loss: value_and_grad with respect to the side logits and the decoded
+    boxes, vmapped over ``images`` images of 8400 points x 4 sides x 16 bins,
+    at 1 % and 10 % foreground, with the foreground buffer sized to the
+    foreground count and (for contrast) to all points; against DFL and
+    logsumexp value_and_grad over every point's logits in the same run.
+    """
+    inputs = _load_inputs("assign_and_boxloss")
+    compiled, args, scratch, notes = {}, {}, {}, {}
+
+    def box_loss_vg(max_foreground):
+        def total(logits, boxes, points, target_boxes, target_scores, foreground, strides, normalizer):
+            def one(lg, bx, tb, ts, fg):
+                iou, dfl = jax_dfl.yolo_box_loss(
+                    lg, bx, points, tb, ts, fg,
+                    point_strides=strides, normalizer=normalizer, max_foreground=max_foreground,
+                )  # fmt: skip
+                return iou + dfl
+
+            return jnp.sum(jax.vmap(one)(logits, boxes, target_boxes, target_scores, foreground))
+
+        return jax.value_and_grad(total, argnums=(0, 1))
+
+    def dfl_all(logits, targets):
+        return jax.value_and_grad(lambda x: jax_dfl.distribution_focal_loss(x, targets).mean())(logits)
+
+    def lse_all(logits, targets):
+        return jax.value_and_grad(lambda x: jax.nn.logsumexp(x, axis=-1).mean())(logits)
+
+    for percent in (1, 10):
+        batch = inputs.make_boxloss_inputs(images=images, foreground_fraction=percent / 100)
+        count = batch.pop("foreground_count")
+        notes[f"foreground points per image at {percent}%"] = count
+        order = ("pred_logits", "pred_boxes", "points", "target_boxes", "target_scores", "foreground")
+        loss_args = tuple(batch[k] for k in order) + (batch["point_strides"], batch["normalizer"])
+        for label, buffer in (
+            (f"box loss v&g {percent}% fg", count),
+            (f"box loss v&g {percent}% fg, no buffer", None),
+        ):
+            fn = box_loss_vg(buffer)
+            compiled[label] = jax.jit(fn).lower(*loss_args).compile()
+            args[label] = loss_args
+        if percent == 1:
+            targets = jax.random.uniform(jax.random.key(1), batch["pred_logits"].shape[:-1], maxval=15)
+            for label, fn in (("dfl v&g, all points", dfl_all), ("logsumexp v&g, all points", lse_all)):
+                compiled[label] = jax.jit(fn).lower(batch["pred_logits"], targets).compile()
+                args[label] = (batch["pred_logits"], targets)
+
+    assign = inputs.make_assign_inputs(images=images)
+    assign_fn = jax.vmap(jax_dfl.task_aligned_assign, in_axes=(0, 0, None, 0, 0, 0))
+    assign_args = tuple(assign.values())
+    compiled["task_aligned_assign (vmapped)"] = jax.jit(assign_fn).lower(*assign_args).compile()
+    args["task_aligned_assign (vmapped)"] = assign_args
+    g, a, c = assign["gt_boxes"].shape[1], assign["points"].shape[0], assign["scores"].shape[-1]
+    notes["images x gt slots x points x classes float32 bytes"] = images * g * a * c * 4
+
+    boxes, scores, classes = _load_inputs("nms").make_nms_inputs(8400)
+    nms_args = tuple(jax.device_put((boxes, scores, classes)))
+    for max_det in (100, 300):
+        label = f"nms 8400 -> {max_det}"
+        compiled[label] = (
+            jax.jit(
+                lambda b, s, c, max_det=max_det: jax_dfl.non_max_suppression(
+                    b, s, classes=c, iou_threshold=0.7, max_detections=max_det, score_threshold=0.001
+                )
+            )
+            .lower(*nms_args)
+            .compile()
+        )
+        args[label] = nms_args
+
+    for name, fn in compiled.items():
+        mem = fn.memory_analysis()
+        scratch[name] = None if mem is None else int(mem.temp_size_in_bytes)
+        jax.block_until_ready(fn(*args[name]))  # warm up
+    times = _time_interleaved(compiled, args, repeats)
+    median = {name: float(np.median(ts)) for name, ts in times.items()}
+
+    def paired(num, den):
+        return float(np.median(np.array(times[num]) / np.array(times[den])))
+
+    ratios = {
+        "box loss v&g 1% fg / dfl v&g all points": paired("box loss v&g 1% fg", "dfl v&g, all points"),
+        "box loss v&g 10% fg / dfl v&g all points": paired("box loss v&g 10% fg", "dfl v&g, all points"),
+        "box loss v&g 10% fg / box loss v&g 1% fg": paired("box loss v&g 10% fg", "box loss v&g 1% fg"),
+        "box loss v&g 1% fg / logsumexp v&g all points": paired(
+            "box loss v&g 1% fg", "logsumexp v&g, all points"
+        ),
+        "box loss v&g 1% fg, no buffer / buffered": paired(
+            "box loss v&g 1% fg, no buffer", "box loss v&g 1% fg"
+        ),
+    }
+    if scratch["task_aligned_assign (vmapped)"] is not None:
+        ratios["assigner scratch / (images x gts x points x classes) bytes"] = (
+            scratch["task_aligned_assign (vmapped)"]
+            / notes["images x gt slots x points x classes float32 bytes"]
+        )
+    return {
+        "images": images,
+        "median_seconds": median,
+        "scratch_bytes": scratch,
+        "ratios": ratios,
+        "notes": notes,
+    }
+
+
+def print_detection_report(result: dict) -> None:
+    print(f"\ndetection building blocks ({result['images']} images, 640 px, 8400 points; float32)")
+    print(f"{'function':<40}{'median ms':>11}{'scratch MB':>12}")
+    for name, seconds in result["median_seconds"].items():
+        s = result["scratch_bytes"][name]
+        print(f"{name:<40}{seconds * 1e3:>11.2f}{'n/a' if s is None else f'{s / 1e6:.1f}':>12}")
+    print("ratios (paired per round):")
+    for label, value in result["ratios"].items():
+        print(f"  {label} = {value:.3f}")
+    for label, value in result["notes"].items():
+        print(f"  {label}: {value:,}")
+
+
 def print_report(result: dict, on_gpu: bool) -> None:
     med, scratch, lb = result["median_seconds"], result["scratch_bytes"], result["logits_bytes"]
     print(f"\n{result['rows']:,} x {result['bins']} {result['dtype']} logits ({lb / 1e6:.1f} MB)")
@@ -176,16 +321,28 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--json", type=pathlib.Path)
+    p.add_argument("--part", choices=["dfl", "detection", "all"], default="all")
+    p.add_argument("--images", type=int, default=64, help="images in the detection part")
     args = p.parse_args(argv)
 
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
     info = device_info()
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
-    results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
-    for r in results:
-        print_report(r, on_gpu)
-    out = {"device": info, "config": vars(args) | {"json": str(args.json)}, "results": results}
+    results, detection = [], None
+    if args.part in ("dfl", "all"):
+        results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
+        for r in results:
+            print_report(r, on_gpu)
+    if args.part in ("detection", "all"):
+        detection = bench_detection(args.repeats, args.images)
+        print_detection_report(detection)
+    out = {
+        "device": info,
+        "config": vars(args) | {"json": str(args.json)},
+        "results": results,
+        "detection": detection,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

@@ -46,11 +46,14 @@ def _host(name: str, x: ArrayLike, kind: str) -> np.ndarray:
     # jnp.issubdtype also knows bfloat16, which NumPy does not count as floating.
     if kind == "float" and not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{name} must be floating point; got dtype {x.dtype}")
+    is_real = jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
+    if kind == "real" and not is_real:
+        raise TypeError(f"{name} must be real numbers (float or int); got dtype {x.dtype}")
     if kind == "int" and not jnp.issubdtype(x.dtype, jnp.integer):
         raise TypeError(f"{name} must be integer class ids; got dtype {x.dtype}")
     if kind == "bool" and x.dtype != np.bool_:
         raise TypeError(f"{name} must be a boolean mask; got dtype {x.dtype}")
-    return x.astype({"float": np.float64, "int": np.int64, "bool": np.bool_}[kind])
+    return x.astype({"float": np.float64, "real": np.float64, "int": np.int64, "bool": np.bool_}[kind])
 
 
 def _same_shape(name: str, x: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
@@ -62,7 +65,7 @@ def _same_shape(name: str, x: np.ndarray, ref_name: str, ref: np.ndarray) -> Non
 
 
 def _boxes(name: str, x: ArrayLike) -> np.ndarray:
-    x = _host(name, x, "float")
+    x = _host(name, x, "real")  # pixel boxes are often integers
     if x.ndim != 3 or x.shape[-1] != 4:
         raise ValueError(f"{name} must have shape (images, boxes, 4); got {name}.shape={x.shape}")
     return x

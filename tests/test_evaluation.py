@@ -295,8 +295,8 @@ def call(**kwargs):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"pred_boxes": P_BOXES.astype(int)}, TypeError, "pred_boxes must be floating point"),
-        ({"gt_boxes": G_BOXES.astype(bool)}, TypeError, "gt_boxes must be floating point"),
+        ({"pred_boxes": P_BOXES.astype(np.complex64)}, TypeError, "pred_boxes must be real"),
+        ({"gt_boxes": G_BOXES.astype(bool)}, TypeError, "gt_boxes must be real"),
         ({"pred_scores": P_SCORES.astype(np.complex64)}, TypeError, "pred_scores must be floating"),
         ({"pred_labels": P_LABELS.astype(float)}, TypeError, "pred_labels must be integer"),
         ({"gt_labels": G_LABELS.astype(bool)}, TypeError, "gt_labels must be integer"),

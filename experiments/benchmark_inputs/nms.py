@@ -1,7 +1,7 @@
 """Realistic inputs for timing ``non_max_suppression`` at YOLO size (8400 candidates, 80 classes).
 
-    python experiments/bench_parts/nms.py                 # times the settings below on this machine
-    python experiments/bench_parts/nms.py --candidates 33600 --repeats 20
+    python experiments/benchmark_inputs/nms.py                 # times the settings below on this machine
+    python experiments/benchmark_inputs/nms.py --candidates 33600 --repeats 20
 
 ``make_nms_inputs`` is what a benchmark imports; the ``__main__`` block is a
 quick stand-alone timing (jit, compiled once, median of ``--repeats`` runs).
