@@ -166,7 +166,11 @@ def check_where(
 
 def _check_matches_logits(name, x, logits_shape, per_row, logits_name="logits") -> None:
     expected = tuple(logits_shape[:-1]) if per_row else tuple(logits_shape)
-    same_shape(name, x, expected, f"{logits_name}.shape{'[:-1]' if per_row else ''}")
+    if tuple(x.shape) != expected:
+        raise ValueError(
+            f"{name}.shape must equal {logits_name}.shape{'[:-1]' if per_row else ''}: "
+            f"{name}.shape={tuple(x.shape)}, {logits_name}.shape={tuple(logits_shape)}"
+        )
 
 
 def prepare_targets(targets: ArrayLike, num_bins: int, bin_values: ArrayLike | None):
