@@ -3,6 +3,10 @@
 Everything is a fixed-shape array: ground truth is padded to ``G`` slots with a
 boolean ``gt_mask``, and the per-(gt, point) quantities are ``(G, A)`` arrays.
 Batch with :func:`jax.vmap`.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations

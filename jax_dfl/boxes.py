@@ -7,6 +7,10 @@ rules). Paired boxes must have equal shapes; the one broadcast allowed is
 points shared across a batch: points ``(A, 2)`` against boxes ``(B, A, 4)``
 (``points.shape[:-1]`` a trailing part of the boxes' leading shape). The last
 axis must be exactly 2 or 4.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations
@@ -261,7 +265,7 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
       0.0000 0.7436
 
     Args:
-      pred: ``(..., 4)`` floating xyxy boxes.
+      pred: ``(..., 4)`` xyxy boxes (float or int).
       target: boxes of exactly ``pred``'s shape.
       eps: positive floor for the denominators (may be traced under ``jit``).
 
@@ -306,7 +310,7 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
       0.0000 0.5532
 
     Args:
-      pred: ``(..., 4)`` floating xyxy boxes.
+      pred: ``(..., 4)`` xyxy boxes (float or int).
       target: boxes of exactly ``pred``'s shape.
       eps: positive floor for the denominators (may be traced under ``jit``).
 
@@ -342,8 +346,8 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 
        [-0.625]]
 
     Args:
-      a: ``(N, 4)`` floating xyxy boxes.
-      b: ``(M, 4)`` floating xyxy boxes.
+      a: ``(N, 4)`` xyxy boxes (float or int).
+      b: ``(M, 4)`` xyxy boxes (float or int).
       kind: which overlap measure.
       eps: positive floor for the denominators.
 

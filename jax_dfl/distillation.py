@@ -1,4 +1,9 @@
-"""Localization Distillation: matching a teacher's bin distributions."""
+"""Localization Distillation: matching a teacher's bin distributions.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+"""
 
 from __future__ import annotations
 

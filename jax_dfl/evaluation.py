@@ -4,6 +4,10 @@ Host-side NumPy code (not jittable): it builds the COCO dictionaries in memory
 and runs ``pycocotools``' ``COCOeval``, so the numbers are COCO's own. The
 ``pycocotools`` package is the optional extra ``eval`` (``pip install
 "jax_dfl[eval]"``); this module imports without it.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Bins are the integers ``0 .. num_bins - 1`` and targets are given in bin units.
 A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
 by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
 expectation of the two-hot distribution is ``y`` itself.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Parameters stay replicated; the batch axis is split across devices with a
 computation and inserts the gradient all-reduce. Nothing here is specific to
 one host: after ``jax.distributed.initialize()`` the same mesh spans every
 process's devices.
+
+Every public function here follows the input rules written once in the README
+("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations
