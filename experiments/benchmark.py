@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -328,6 +329,8 @@ def main(argv=None) -> dict:
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
     info = device_info()
+    # A shared machine's load skews absolute times (paired ratios much less): record it.
+    info["load_average_1_5_15_min_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
     results, detection = [], None
     if args.part in ("dfl", "all"):
@@ -337,6 +340,8 @@ def main(argv=None) -> dict:
     if args.part in ("detection", "all"):
         detection = bench_detection(args.repeats, args.images)
         print_detection_report(detection)
+    if info["load_average_1_5_15_min_at_start"] is not None:
+        info["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
     out = {
         "device": info,
         "config": vars(args) | {"json": str(args.json)},

@@ -55,31 +55,39 @@ def _two_hot_from_bracket(index, w_left, w_right, num_bins: int, dtype):
     ).astype(dtype)
 
 
-def _gather_pair(logits, index):
-    """``(x_k, x_{k+1})`` by gather: two reads per row, no one-hot."""
-    left = jnp.take_along_axis(logits, index[..., None], axis=-1)[..., 0]
-    right = jnp.take_along_axis(logits, index[..., None] + 1, axis=-1)[..., 0]
-    return left, right
-
-
 @jax.custom_jvp
-def _paired_row_sums(a, b):
-    """``(sum(a, -1), sum(b, -1))`` in one variadic reduction: one pass over the rows.
+def _row_max_and_pair(logits, index):
+    """``(max_i x_i, x_k, x_{k+1})`` per row in one variadic reduction (one read of the logits).
 
-    XLA:CPU does not always fuse two sibling reductions into one loop; the
-    variadic reduce makes it one. It is wrapped in a custom JVP because the JVP
-    of a variadic ``lax.reduce`` fails when one operand has no tangent (as in a
-    second derivative in the targets alone); the tangent is two plain sums,
-    which also transpose, so every order of differentiation works.
+    ``x_k`` and ``x_{k+1}`` are picked by comparing an iota with ``k``: no
+    gather, no one-hot in memory. The max is returned as a shift only: its
+    tangent is 0 (DFL's value does not depend on the shift, and callers stop
+    its gradient). Wrapped in a custom JVP because the JVP of a variadic
+    ``lax.reduce`` fails when some operand has no tangent (a second derivative
+    in the targets alone); the tangents here are plain masked sums, which also
+    transpose, so every order of differentiation works.
     """
-    init = (jnp.array(0, a.dtype), jnp.array(0, b.dtype))
-    return lax.reduce((a, b), init, lambda x, y: (x[0] + y[0], x[1] + y[1]), (a.ndim - 1,))
+    bins = lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    lowest, zero = jnp.array(-jnp.inf, logits.dtype), jnp.array(0, logits.dtype)
+    left = jnp.where(bins == index[..., None], logits, zero)
+    right = jnp.where(bins == index[..., None] + 1, logits, zero)
+    return lax.reduce(
+        (logits, left, right),
+        (lowest, zero, zero),
+        lambda a, b: (jnp.maximum(a[0], b[0]), a[1] + b[1], a[2] + b[2]),
+        (logits.ndim - 1,),
+    )
 
 
-@_paired_row_sums.defjvp
-def _paired_row_sums_jvp(primals, tangents):
-    d_a, d_b = tangents
-    return _paired_row_sums(*primals), (jnp.sum(d_a, axis=-1), jnp.sum(d_b, axis=-1))
+@_row_max_and_pair.defjvp
+def _row_max_and_pair_jvp(primals, tangents):
+    logits, index = primals
+    d_logits, _ = tangents
+    bins = lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    row_max, x_left, x_right = _row_max_and_pair(logits, index)
+    d_left = jnp.sum(jnp.where(bins == index[..., None], d_logits, 0), axis=-1)
+    d_right = jnp.sum(jnp.where(bins == index[..., None] + 1, d_logits, 0), axis=-1)
+    return (row_max, x_left, x_right), (jnp.zeros_like(row_max), d_left, d_right)
 
 
 def _dfl_forward(logits, targets, where, bin_values):
@@ -89,29 +97,31 @@ def _dfl_forward(logits, targets, where, bin_values):
 
         L = w_k (m - x_k) + w_{k+1} (m - x_{k+1}) + log sum_i exp(x_i - m),
 
-    so nothing cancels: ``m - x_i`` is computed exactly as a difference of two
-    logits (not as ``m + log sum - sum_i w_i x_i``, which loses every digit of
-    precision to a large common offset such as logits ``+ 1e6``).
+    so nothing cancels: ``m - x_k`` is a difference of two logits, exact to
+    rounding (not ``m + log sum - sum_i w_i x_i``, which loses every digit of
+    precision to a large common offset such as logits ``+ 1e6``). Two passes
+    over the logits, as in a logsumexp: the row max with ``x_k, x_{k+1}``, then
+    the exponentials and their sum.
     """
     num_bins = logits.shape[-1]
     index, w_left, w_right, spacing = _bracket(targets, num_bins, bin_values)
-    row_max = jnp.max(logits, axis=-1)
+    row_max, x_left, x_right = _row_max_and_pair(logits, index)
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
     # A logsumexp written out, so that the gradient can reuse exp(x - max) and its
     # row sum: XLA then computes the exponentials once and writes the gradient in
     # place of them, as it does for logsumexp's own gradient.
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
-    gaps = shift[..., None] - logits
-    exp_shifted = jnp.exp(-gaps)
-    # The two-hot is only ever an elementwise expression inside the fused reduction.
-    # w_i = 0 contributes 0 even where x_i = -inf (a zero-probability bin).
-    weights = _two_hot_from_bracket(index, w_left, w_right, num_bins, logits.dtype)
-    weighted_gaps = jnp.where(weights == 0, 0, weights * gaps)
-    row_sum, weighted_gap = _paired_row_sums(exp_shifted, weighted_gaps)
+    exp_shifted = jnp.exp(logits - shift[..., None])
+    row_sum = jnp.sum(exp_shifted, axis=-1)
+
+    def term(weight, x):
+        # weight 0 contributes 0 even where x = -inf (a zero-probability bin).
+        return jnp.where(weight == 0, 0, weight * (shift - x))
+
     # -(w_l log p_l + w_r log p_r) with log p_i = x_i - m - log(row_sum), w_l + w_r = 1.
-    loss = weighted_gap + jnp.log(row_sum)
+    loss = term(w_left, x_left) + term(w_right, x_right) + jnp.log(row_sum)
     if where is not None:
         loss = jnp.where(where, loss, 0)
-    return loss, (index, w_left, w_right, spacing, exp_shifted, row_sum)
+    return loss, (index, w_left, w_right, spacing, exp_shifted, row_sum, x_left, x_right)
 
 
 @jax.custom_jvp
@@ -128,7 +138,7 @@ def _dfl_jvp(primals, tangents):
     logits, targets, where, bin_values = primals
     d_logits, d_targets, _, _ = tangents
     num_bins = logits.shape[-1]
-    loss, (index, w_left, w_right, spacing, exp_shifted, row_sum) = _dfl_forward(
+    loss, (index, w_left, w_right, spacing, exp_shifted, row_sum, x_left, x_right) = _dfl_forward(
         logits, targets, where, bin_values
     )
 
@@ -153,8 +163,7 @@ def _dfl_jvp(primals, tangents):
         inside = (targets >= low) & (targets <= high)
         if where is not None:
             inside &= where
-        # Only when differentiating with respect to the targets: two gathers.
-        x_left, x_right = _gather_pair(logits, index)
+        # x_k and x_{k+1} come from the forward pass: no gathers.
         slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
         d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss
