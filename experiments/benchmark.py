@@ -174,7 +174,7 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
     inputs = _load_inputs("assign_and_boxloss")
     compiled, args, scratch, notes = {}, {}, {}, {}
 
-    def box_loss_vg(max_foreground):
+    def box_loss(max_foreground):
         def total(logits, boxes, points, target_boxes, target_scores, foreground, strides, normalizer):
             def one(lg, bx, tb, ts, fg):
                 iou, dfl = jax_dfl.yolo_box_loss(
@@ -185,7 +185,10 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
 
             return jnp.sum(jax.vmap(one)(logits, boxes, target_boxes, target_scores, foreground))
 
-        return jax.value_and_grad(total, argnums=(0, 1))
+        return total
+
+    def box_loss_vg(max_foreground):
+        return jax.value_and_grad(box_loss(max_foreground), argnums=(0, 1))
 
     def dfl_all(logits, targets):
         return jax.value_and_grad(lambda x: jax_dfl.distribution_focal_loss(x, targets).mean())(logits)
@@ -207,6 +210,15 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
             compiled[label] = jax.jit(fn).lower(*loss_args).compile()
             args[label] = loss_args
         if percent == 1:
+            # The floor of any value_and_grad that returns dense gradients: writing them.
+            compiled["zero gradients (write floor)"] = (
+                jax.jit(lambda lg, bx: (jnp.zeros_like(lg), jnp.zeros_like(bx)))
+                .lower(batch["pred_logits"], batch["pred_boxes"])
+                .compile()
+            )
+            args["zero gradients (write floor)"] = (batch["pred_logits"], batch["pred_boxes"])
+            compiled["box loss forward 1% fg"] = jax.jit(box_loss(count)).lower(*loss_args).compile()
+            args["box loss forward 1% fg"] = loss_args
             targets = jax.random.uniform(jax.random.key(1), batch["pred_logits"].shape[:-1], maxval=15)
             for label, fn in (("dfl v&g, all points", dfl_all), ("logsumexp v&g, all points", lse_all)):
                 compiled[label] = jax.jit(fn).lower(batch["pred_logits"], targets).compile()
@@ -251,6 +263,9 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
         "box loss v&g 10% fg / box loss v&g 1% fg": paired("box loss v&g 10% fg", "box loss v&g 1% fg"),
         "box loss v&g 1% fg / logsumexp v&g all points": paired(
             "box loss v&g 1% fg", "logsumexp v&g, all points"
+        ),
+        "box loss v&g 1% fg / zero gradients (write floor)": paired(
+            "box loss v&g 1% fg", "zero gradients (write floor)"
         ),
         "box loss v&g 1% fg, no buffer / buffered": paired(
             "box loss v&g 1% fg, no buffer", "box loss v&g 1% fg"

@@ -68,8 +68,29 @@ def test_seed_examples_script(capsys):
 
 def test_benchmark_script_tiny(tmp_path):
     out = _load("benchmark").main(
-        ["--rows", "4096", "--bins", "17", "--repeats", "2", "--json", str(tmp_path / "bench.json")]
+        [
+            "--rows",
+            "4096",
+            "--bins",
+            "17",
+            "--repeats",
+            "2",
+            "--images",
+            "1",
+            "--json",
+            str(tmp_path / "bench.json"),
+        ]
     )
+    detection = out["detection"]
+    assert set(detection["median_seconds"]) >= {
+        "box loss v&g 1% fg",
+        "dfl v&g, all points",
+        "task_aligned_assign (vmapped)",
+        "nms 8400 -> 100",
+    }
+    assert detection["notes"]["foreground points per image at 1%"] == 84
+    # Structural: the assigner never holds an images x gts x points x classes array.
+    assert detection["ratios"]["assigner scratch / (images x gts x points x classes) bytes"] < 0.25
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["device"]["platform"] == "cpu"
     assert [r["dtype"] for r in saved["results"]] == ["float32", "bfloat16"]
