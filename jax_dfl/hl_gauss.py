@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
@@ -41,17 +42,69 @@ def _edges(num_bins: int, bin_values: chex.Array | None, dtype) -> chex.Array:
 
 
 def _hl_gauss_probs(targets: chex.Array, edges: chex.Array, sigma) -> chex.Array:
-    """``(..., num_bins)`` normalised bin masses; elementwise in the targets, so XLA fuses it."""
+    """``(..., num_bins)`` normalised bin masses.
+
+    Each element is its own two erfs of constants and its row's target (no
+    slicing of a per-edge array along the bins axis), so XLA fuses the whole
+    label into whatever consumes it instead of storing a ``(rows, bins)`` array.
+    """
     # Clipped into the support, as DFL does: far outside it every erf saturates to
     # the same +-1 and the normaliser would be 0.
-    targets = jnp.clip(
-        targets, edges[0] + 0.5 * (edges[1] - edges[0]), edges[-1] - 0.5 * (edges[-1] - edges[-2])
-    )
+    low, high = edges[0] + 0.5 * (edges[1] - edges[0]), edges[-1] - 0.5 * (edges[-1] - edges[-2])
+    targets = jnp.clip(targets, low, high)[..., None]
     scale = jnp.asarray(sigma, targets.dtype) * math.sqrt(2.0)
-    cdf = lax.erf((edges - targets[..., None]) / scale)  # 2 Phi - 1 at each edge
-    mass = cdf[..., 1:] - cdf[..., :-1]
+    upper = lax.erf((edges[1:] - targets) / scale)  # 2 Phi - 1 at each bin's upper edge
+    lower = lax.erf((edges[:-1] - targets) / scale)
     # Renormalise over the support: the Gaussian's mass beyond the outer edges is dropped.
-    return mass / (cdf[..., -1:] - cdf[..., :1])
+    total = lax.erf((edges[-1] - targets) / scale) - lax.erf((edges[0] - targets) / scale)
+    return (upper - lower) / total
+
+
+def _cross_entropy(logits: chex.Array, targets: chex.Array, sigma, edges: chex.Array) -> chex.Array:
+    """``sum_i q_i (m - x_i) + log sum_i exp(x_i - m)`` per row, ``m`` the row max."""
+    row_max = jnp.max(logits, axis=-1, keepdims=True)
+    shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
+    q = _hl_gauss_probs(targets, edges, sigma)
+    # The label puts weight on every bin; capping m - x keeps a -inf logit where it puts
+    # none (q_i = 0 after underflow) at 0 instead of 0 * inf = NaN. A single use of q,
+    # so XLA fuses the label into this reduction.
+    weighted = q * jnp.minimum(shift - logits, jnp.finfo(logits.dtype).max / 2)
+    return jnp.sum(weighted, axis=-1) + jnp.log(jnp.sum(jnp.exp(logits - shift), axis=-1))
+
+
+@jax.custom_jvp
+def _hl_gauss_ce(logits, targets, sigma, edges):
+    return _cross_entropy(logits, targets, sigma, edges)
+
+
+def _hl_gauss_ce_jvp(primals, tangents):
+    # d loss = (softmax - q) . d logits. The value is computed from a copy of the logits
+    # behind an optimization barrier: otherwise XLA shares the label's erfs between
+    # the value and the gradient and stores them as a (rows, bins) array; apart, each
+    # fuses into its own pass and the gradient is written straight from exp(x - m).
+    logits, targets, sigma, edges = primals
+    d_logits, d_targets, d_sigma, _ = tangents
+    loss = _cross_entropy(lax.optimization_barrier(logits), targets, sigma, edges)
+    d_loss = jnp.zeros_like(loss)
+    if not isinstance(d_logits, SymbolicZero):
+        row_max = jnp.max(logits, axis=-1, keepdims=True)
+        shift = jnp.where(jnp.isfinite(row_max), row_max, 0)
+        exp_shifted = jnp.exp(logits - shift)
+        probs = exp_shifted / jnp.sum(exp_shifted, axis=-1, keepdims=True)
+        grad = probs - _hl_gauss_probs(targets, edges, sigma)
+        d_loss += jnp.sum(grad * d_logits, axis=-1)
+    if not (isinstance(d_targets, SymbolicZero) and isinstance(d_sigma, SymbolicZero)):
+        # Derivatives through the label itself (rarely wanted): plain forward mode.
+        d_targets = jnp.zeros_like(targets) if isinstance(d_targets, SymbolicZero) else d_targets
+        d_sigma = jnp.zeros_like(sigma) if isinstance(d_sigma, SymbolicZero) else d_sigma
+        _, extra = jax.jvp(
+            lambda t, s: _cross_entropy(logits, t, s, edges), (targets, sigma), (d_targets, d_sigma)
+        )
+        d_loss += extra
+    return loss, d_loss
+
+
+_hl_gauss_ce.defjvp(_hl_gauss_ce_jvp, symbolic_zeros=True)
 
 
 def hl_gauss(
@@ -137,8 +190,14 @@ def hl_gauss_loss(
     weighted sum, not as ``logsumexp(x) - sum_i q_i x_i``: the latter cancels
     two numbers of the logits' magnitude and loses the loss to rounding for
     large logit offsets. Its gradient with respect to the logits is
-    ``softmax(x) - q``. The soft label is an elementwise function of the
-    targets recomputed where it is used, so XLA fuses it into the reductions.
+    ``softmax(x) - q``, a custom JVP rule (reverse and forward mode work);
+    gradients with respect to the targets and ``sigma`` are the formula's
+    own. The soft label is an elementwise function of the targets recomputed
+    where it is used, so XLA fuses it into the reductions: no ``(rows, bins)``
+    temporary is stored beyond what ``logsumexp``'s own gradient keeps. The
+    label gives every bin some weight, so a ``-inf`` logit makes the loss
+    huge (it is treated as the most negative float) unless its weight
+    underflowed to 0, where it contributes 0.
 
     Input rules are :func:`jax_dfl.distribution_focal_loss`'s: floating
     logits, ``targets.shape == logits.shape[:-1]`` exactly, a boolean
@@ -186,12 +245,8 @@ def hl_gauss_loss(
         # the gradient (0 * NaN = NaN) sees their NaN/inf.
         targets = jnp.where(where, targets, 0 if bin_values is None else bin_values[0])
         logits = jnp.where(where[..., None], logits, 0)
-    q = _hl_gauss_probs(targets, _edges(num_bins, bin_values, dtype), sigma)
-    row_max = jnp.max(logits, axis=-1, keepdims=True)
-    shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))
-    # q_i * (m - x_i) with q_i = 0 kept at 0 where x_i = -inf (a zero-probability bin).
-    weighted = jnp.where(q == 0, 0, q * (shift - logits))
-    loss = jnp.sum(weighted, axis=-1) + jnp.log(jnp.sum(jnp.exp(logits - shift), axis=-1))
+    edges = lax.stop_gradient(_edges(num_bins, bin_values, dtype))
+    loss = _hl_gauss_ce(logits, targets, jnp.asarray(sigma, dtype), edges)
     if where is not None:
         loss = jnp.where(where, loss, 0)
     return loss
