@@ -448,6 +448,14 @@ class BayesEstimates(NamedTuple):
     """Posterior mode, i.e. the maximum of the likelihood marginalised over blur and polarity."""
     mass_outside: np.ndarray
     """Coarse-grid posterior mass outside the fine window (should be ~0)."""
+    grid: np.ndarray
+    """``(signals, points)`` the fine grid of ``y`` values around each signal's mode."""
+    posterior: np.ndarray
+    """``(signals, points)`` posterior probabilities on ``grid`` (0 outside the range)."""
+
+    def expectation(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``E[fn(y) | signal]`` per signal, e.g. the mean of a soft label of ``y``."""
+        return np.sum(self.posterior * fn(self.grid), axis=-1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -484,7 +492,8 @@ def _bayes_batch(task: TaskConfig, coarse_step: float, fine_step: float, window:
         median = ys[i - 1] + jnp.clip(frac, 0, 1) * fine_step
         coarse_post = jax.nn.softmax(lc)
         outside = jnp.sum(jnp.where(jnp.abs(coarse - centre) > window - coarse_step, coarse_post, 0))
-        return median, jnp.sum(post * jnp.where(inside, ys, 0)), ys[jnp.argmax(lf)], outside
+        ys = jnp.clip(ys, 0, top)
+        return median, jnp.sum(post * ys), ys[jnp.argmax(lf)], outside, ys, post
 
     return jax.jit(lambda xs: jax.lax.map(one, xs))
 
@@ -512,6 +521,9 @@ def bayes_estimates(
     The posterior median minimises the expected absolute error given the
     signal, so its MAE on a test set is the floor that any predictor of ``y``
     from the signal can reach on average (up to sampling noise of the set).
+    :meth:`BayesEstimates.expectation` gives what a loss's own optimum
+    predicts: a cross-entropy against a soft label ``q(y)`` is minimised by
+    ``p = E[q(y) | x]``, which decodes to ``E[mean of q(y) | x]``.
     """
     run = _bayes_batch(task, coarse_step, fine_step, window, blur_points)
     signals = jnp.asarray(signals, jnp.float32)
@@ -519,5 +531,5 @@ def bayes_estimates(
     pad = (-n) % batch
     padded = jnp.concatenate([signals, jnp.zeros((pad, signals.shape[1]), signals.dtype)])
     outs = [run(padded[i : i + batch]) for i in range(0, n + pad, batch)]
-    median, mean, mode, outside = (np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in range(4))
-    return BayesEstimates(median=median, mean=mean, mode=mode, mass_outside=outside)
+    fields = (np.concatenate([np.asarray(o[k]) for o in outs])[:n] for k in range(6))
+    return BayesEstimates(*fields)
