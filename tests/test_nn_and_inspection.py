@@ -202,7 +202,8 @@ def test_new_arms_train_with_log_eval_steps_and_test_curves():
     train = toy.TrainConfig(hidden=32, steps=60, batch_size=64, learning_rate=1e-2)
     val = toy.make_batch(jax.random.key(9), 128, task)
     test = toy.make_batch(jax.random.key(8), 128, task)
-    for loss in ("l2", "dist_l1", "hl_gauss_0.5"):
+    # (Every arm's loss falls: test_toy_model_a_few_steps_reduce_the_loss. Here: the bookkeeping.)
+    for loss in ("dist_l1",):
         out = toy.train(
             loss,
             [0],
