@@ -10,6 +10,7 @@ named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -71,6 +72,44 @@ def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -
     return -0.5 * jnp.square((bins - location[..., None]) / width)
 
 
+def laplace_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -> jax.Array:
+    """Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails."""
+    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
+    location = jnp.asarray(location, bins.dtype)
+    return -jnp.abs(bins - location[..., None]) / width
+
+
+def skewed_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0, skew: float = 2.0) -> jax.Array:
+    """A two-piece Gaussian: mode at ``location``, scale ``width / skew`` left of it, ``width * skew`` right.
+
+    Asymmetric (its mean lies right of its mode) with Gaussian tails on both sides.
+    """
+    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
+    d = bins - jnp.asarray(location, bins.dtype)[..., None]
+    scale = jnp.where(d < 0, width / skew, width * skew)
+    return -0.5 * jnp.square(d / scale)
+
+
+def bimodal_logits(
+    location: ArrayLike, num_bins: int, *, width: float = 1.0, offset: float = 3.0, weight: float = 0.3
+) -> jax.Array:
+    """Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``."""
+    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
+    location = jnp.asarray(location, bins.dtype)[..., None]
+    main = jnp.log1p(-weight) - 0.5 * jnp.square((bins - location) / width)
+    side = jnp.log(weight) - 0.5 * jnp.square((bins - location - offset) / width)
+    return jnp.logaddexp(main, side)
+
+
+FAMILIES: dict[str, Callable[..., jax.Array]] = {
+    "gaussian": gaussian_logits,
+    "laplace": laplace_logits,
+    "skewed": skewed_logits,
+    "bimodal": bimodal_logits,
+}
+"""Location families of logits for :func:`distribution_gradient_profile`, by name."""
+
+
 def distribution_gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
@@ -78,41 +117,63 @@ def distribution_gradient_profile(
     target: float,
     num_bins: int,
     width: float = 1.0,
+    family: str | Callable[[jax.Array], jax.Array] = "gaussian",
 ) -> DistributionGradients:
-    """Gradients of a distribution loss at predictions ``target + error``.
+    """Gradients of a distribution loss at distributions centred ``error`` away from the target.
 
-    The prediction is parameterised as a discretised Gaussian over the bins
-    centred at ``mu = target + error`` (``width`` in bins). The gradient with
-    respect to the prediction is taken along that family,
-    ``(d loss / d mu) / (d decode / d mu)``, so that it is comparable with a
-    scalar loss's; the gradient with respect to the logits is the raw one.
+    The prediction is parameterised as a location family of logits over the
+    bins, ``family(mu)`` with ``mu = target + error``: by default a
+    discretised Gaussian of standard deviation ``width`` bins; ``"laplace"``,
+    ``"skewed"`` (asymmetric) and ``"bimodal"`` (see :data:`FAMILIES`) are the
+    same with other shapes, or pass any function of ``mu`` returning
+    ``(num_bins,)`` logits. The gradient with respect to the prediction is
+    taken along the family, ``(d loss / d mu) / (d decode / d mu)``, so that it
+    is comparable with a scalar loss's; the gradient with respect to the logits
+    is the raw one.
+
+    What this does and does not show: the gradient with respect to the
+    decoded prediction depends on the family as much as on the loss (for DFL
+    it grows linearly with the error along the Gaussian family but is nearly
+    constant, like L1's, along the Laplace one), and a trained network's
+    distributions belong to none of these families. The gradient with respect
+    to the logits (``softmax - target``) is what the network actually receives.
 
     Examples:
-      DFL's logit gradient is ``softmax - two_hot``:
+      DFL's logit gradient is ``softmax - two_hot``; along the Gaussian family its
+      gradient per unit of prediction grows with the error, along the Laplace one
+      it stays below 1:
 
       >>> import jax.numpy as jnp, jax_dfl
+      >>> dfl = jax_dfl.distribution_focal_loss
+      >>> out = distribution_gradient_profile(dfl, jnp.array([1.0, 3.0]), target=8.3, num_bins=17)
+      >>> print(out.grad_logits.shape, out.grad_prediction.round(2))
+      (2, 17) [1. 3.]
       >>> out = distribution_gradient_profile(
-      ...     jax_dfl.distribution_focal_loss, jnp.array([0.0, 3.0]), target=8.3, num_bins=17)
-      >>> print(out.grad_logits.shape, bool(out.grad_prediction[1] > out.grad_prediction[0]))
-      (2, 17) True
+      ...     dfl, jnp.array([1.0, 3.0]), target=8.3, num_bins=17, family="laplace")
+      >>> print(out.grad_prediction.round(2))
+      [0.77 0.78]
 
     Args:
       loss_fn: scalar loss of ``(num_bins,)`` logits and a scalar target.
-      errors: signed errors of the distribution's centre from the target.
+      errors: signed errors of the distribution's location from the target.
       target: the target, in bin units.
       num_bins: number of bins.
-      width: the Gaussian's standard deviation, in bins.
+      width: the family's scale, in bins (the Gaussian's standard deviation).
+      family: a name from :data:`FAMILIES` or a function ``mu -> logits``.
     """
     errors = jnp.asarray(errors, dtype=jnp.result_type(float))
     target = jnp.asarray(target, errors.dtype)
-
-    def family(mu):
-        return gaussian_logits(mu, num_bins, width=width)
+    if callable(family):
+        make = family
+    elif family in FAMILIES:
+        make = functools.partial(FAMILIES[family], num_bins=num_bins, width=width)
+    else:
+        raise ValueError(f"unknown family {family!r}; expected a callable or one of {sorted(FAMILIES)}")
 
     def at(location):
         # d loss / d mu by chain rule through the logits; d decode / d mu by forward mode.
-        grad_logits = jax.grad(loss_fn)(family(location), target)
-        logits, d_logits_d_mu = jax.jvp(family, (location,), (jnp.ones_like(location),))
+        logits, d_logits_d_mu = jax.jvp(make, (location,), (jnp.ones_like(location),))
+        grad_logits = jax.grad(loss_fn)(logits, target)
         prediction, d_pred_d_mu = jax.jvp(decode, (logits,), (d_logits_d_mu,))
         d_loss_d_mu = jnp.vdot(grad_logits, d_logits_d_mu)
         return prediction, d_loss_d_mu / d_pred_d_mu, grad_logits
