@@ -28,7 +28,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import jax_dfl
-from jax_dfl.hl_gauss import hl_gauss_loss
+from jax_dfl.histogram_losses import hl_gauss_loss
 from jax_dfl.inspection import FAMILIES, distribution_gradient_profile, gradient_profile
 
 SCALAR_LOSSES = {

@@ -41,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 
 from jax_dfl import parallel, toy
 from jax_dfl.environment import device_info
-from jax_dfl.hl_gauss import hl_gauss
+from jax_dfl.histogram_losses import hl_gauss
 
 PRESETS = {
     # <= 90 s on 2 CPU cores, compilation, floor and timing pass included.

@@ -15,6 +15,7 @@ from jax_dfl.boxes import (
 from jax_dfl.classification import quality_focal_loss
 from jax_dfl.decoding import DistributionStats, decode, distribution_stats
 from jax_dfl.distillation import distribution_distillation_loss
+from jax_dfl.histogram_losses import hl_gauss, hl_gauss_loss
 from jax_dfl.losses import (
     distribution_focal_kl,
     distribution_focal_loss,
@@ -41,6 +42,8 @@ __all__ = [
     "distribution_focal_loss",
     "distribution_stats",
     "giou_loss",
+    "hl_gauss",
+    "hl_gauss_loss",
     "non_max_suppression",
     "pairwise_iou",
     "quality_focal_loss",

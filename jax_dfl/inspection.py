@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jax_dfl import _checks
 from jax_dfl.decoding import decode
 
 
@@ -45,7 +46,7 @@ def gradient_profile(
     Returns:
       The gradient at each error, shape ``errors.shape``.
     """
-    errors = jnp.asarray(errors, dtype=jnp.result_type(float))
+    errors = _float_values("errors", errors)
     target = jnp.asarray(target, errors.dtype)
     grad = jax.grad(loss_fn)
     flat = jax.vmap(grad, in_axes=(0, None))(target + errors.ravel(), target)
@@ -65,18 +66,30 @@ class DistributionGradients(NamedTuple):
     """Euclidean norm of ``grad_logits`` per error."""
 
 
+def _float_values(name: str, x: ArrayLike) -> jax.Array:
+    """Real values (float or int) in their compute dtype: at least float32."""
+    x = _checks.real(name, x)
+    return x.astype(_checks.compute_dtype(x.dtype))
+
+
+def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, jax.Array]:
+    """``(bins, location[..., None])`` in one float dtype, with the family's checks."""
+    location = _float_values("location", location)
+    num_bins = _checks.check_num_bins(num_bins)
+    _checks.positive("width", width)
+    return jnp.arange(num_bins, dtype=location.dtype), location[..., None]
+
+
 def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -> jax.Array:
     """Logits of a discretised Gaussian centred on ``location`` (in bin units)."""
-    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
-    location = jnp.asarray(location, bins.dtype)
-    return -0.5 * jnp.square((bins - location[..., None]) / width)
+    bins, location = _family_grid(location, num_bins, width)
+    return -0.5 * jnp.square((bins - location) / width)
 
 
 def laplace_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -> jax.Array:
     """Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails."""
-    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
-    location = jnp.asarray(location, bins.dtype)
-    return -jnp.abs(bins - location[..., None]) / width
+    bins, location = _family_grid(location, num_bins, width)
+    return -jnp.abs(bins - location) / width
 
 
 def skewed_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0, skew: float = 2.0) -> jax.Array:
@@ -84,8 +97,9 @@ def skewed_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0, ske
 
     Asymmetric (its mean lies right of its mode) with Gaussian tails on both sides.
     """
-    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
-    d = bins - jnp.asarray(location, bins.dtype)[..., None]
+    bins, location = _family_grid(location, num_bins, width)
+    _checks.positive("skew", skew)
+    d = bins - location
     scale = jnp.where(d < 0, width / skew, width * skew)
     return -0.5 * jnp.square(d / scale)
 
@@ -94,8 +108,10 @@ def bimodal_logits(
     location: ArrayLike, num_bins: int, *, width: float = 1.0, offset: float = 3.0, weight: float = 0.3
 ) -> jax.Array:
     """Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``."""
-    bins = jnp.arange(num_bins, dtype=jnp.result_type(float))
-    location = jnp.asarray(location, bins.dtype)[..., None]
+    bins, location = _family_grid(location, num_bins, width)
+    _checks.positive("weight", weight)
+    if _checks.is_concrete(weight) and not float(weight) < 1:
+        raise ValueError(f"weight must be in (0, 1) (the second mode's share); got {weight!r}")
     main = jnp.log1p(-weight) - 0.5 * jnp.square((bins - location) / width)
     side = jnp.log(weight) - 0.5 * jnp.square((bins - location - offset) / width)
     return jnp.logaddexp(main, side)
@@ -161,8 +177,10 @@ def distribution_gradient_profile(
       width: the family's scale, in bins (the Gaussian's standard deviation).
       family: a name from :data:`FAMILIES` or a function ``mu -> logits``.
     """
-    errors = jnp.asarray(errors, dtype=jnp.result_type(float))
+    errors = _float_values("errors", errors)
     target = jnp.asarray(target, errors.dtype)
+    num_bins = _checks.check_num_bins(num_bins)
+    _checks.positive("width", width)
     if callable(family):
         make = family
     elif family in FAMILIES:

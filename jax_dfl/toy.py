@@ -15,7 +15,7 @@ loss                head          training signal
 ``l2``              scalar        ``(pred - y)^2 / 2`` (MSE)
 ``dist_l1``         distribution  ``|decode(logits) - y|``: the head without a target distribution
 ``onehot``          distribution  cross-entropy on the nearest bin ``round(y)``
-``hl_gauss_<s>``    distribution  cross-entropy on :func:`jax_dfl.hl_gauss.hl_gauss` with ``sigma = s``
+``hl_gauss_<s>``    distribution  cross-entropy on :func:`jax_dfl.hl_gauss` with ``sigma = s``
 ``dfl``             distribution  :func:`jax_dfl.distribution_focal_loss`
 ==================  ============  ================================================
 
@@ -48,7 +48,7 @@ from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
 from jax_dfl.decoding import decode
-from jax_dfl.hl_gauss import hl_gauss_loss
+from jax_dfl.histogram_losses import hl_gauss_loss
 from jax_dfl.losses import distribution_focal_loss
 from jax_dfl.nn import DistributionHead, Integral
 from jax_dfl.parallel import constrain_batch

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_dfl.hl_gauss import hl_gauss, hl_gauss_loss
+from jax_dfl.histogram_losses import hl_gauss, hl_gauss_loss
 from tests import reference as ref
 
 

@@ -107,7 +107,8 @@ def _head_init(**hyper):
 
 
 def _profile(errors, **kw):
-    return jax_dfl.inspection.gradient_profile(lambda p, y: jnp.abs(p - y), errors, **kw)
+    # L2: its gradient carries a NaN error through (L1's sign-select would not).
+    return jax_dfl.inspection.gradient_profile(lambda p, y: jnp.square(p - y), errors, **kw)
 
 
 def _dist_profile(errors, **kw):
@@ -131,6 +132,21 @@ CASES: dict[str, Case] = {
         jax_dfl.distribution_focal_kl,
         {"logits": LOGITS, "targets": TARGETS, "where": WHERE},
         differentiable=("logits", "targets"),
+    ),
+    "hl_gauss_loss": Case(
+        jax_dfl.hl_gauss_loss,
+        {"logits": LOGITS, "targets": TARGETS, "where": WHERE},
+        fixed={"sigma": 0.75},
+        bad_hyper={"sigma": [0.0, -1.0, float("nan"), float("inf")]},
+        traced_hyper=("sigma",),
+        differentiable=("logits", "targets"),
+    ),
+    "hl_gauss": Case(
+        jax_dfl.hl_gauss,
+        {"targets": Arg(REAL, _uniform((N, 4), 0, K - 1), anchor=True)},
+        fixed={"num_bins": K, "sigma": 0.75},
+        bad_hyper={**BIN_HYPER, "sigma": [0.0, -0.5]},
+        traced_hyper=("sigma",),
     ),
     "two_hot": Case(
         jax_dfl.two_hot,
@@ -301,6 +317,22 @@ CASES: dict[str, Case] = {
         fixed={"num_bins": K, "width": 1.0},
         bad_hyper={**BIN_HYPER, "width": [0.0, -1.0]},
     ),
+    **{
+        f"inspection.{family}_logits": Case(
+            lambda location, family=family, **kw: getattr(jax_dfl.inspection, f"{family}_logits")(
+                location, K, **kw
+            ),
+            {"location": Arg(REAL, _uniform((N,), 0, K - 1), anchor=True)},
+            fixed={"width": 1.0},
+            bad_hyper={"width": [0.0, -2.0], **extra},
+            traced_hyper=("width",),
+        )
+        for family, extra in [
+            ("laplace", {}),
+            ("skewed", {"skew": [0.0, -1.0]}),
+            ("bimodal", {"weight": [0.0, 1.0, 1.5]}),
+        ]
+    },
     "inspection.gaussian_logits": Case(
         lambda location, **kw: jax_dfl.inspection.gaussian_logits(location, K, **kw),
         {"location": Arg(REAL, _uniform((N,), 0, K - 1), anchor=True)},
@@ -519,7 +551,7 @@ def test_numeric_hyper_parameters_may_be_traced(name, param):
     expected = _leaves(case.call(values, **{param: concrete}))
     got = _leaves(jax.jit(lambda h: case.call(values, **{param: h}))(jnp.float32(concrete)))
     for a, b in zip(expected, got, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_head_hyper_parameters():

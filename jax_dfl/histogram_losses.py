@@ -14,7 +14,6 @@ import math
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
@@ -24,11 +23,7 @@ from jax_dfl import _checks
 
 def _check_sigma(sigma) -> None:
     # Traced sigmas (a schedule under jit) cannot be inspected; concrete ones can.
-    if isinstance(sigma, jax.core.Tracer):
-        return
-    value = float(np.asarray(sigma))
-    if not value > 0:  # also rejects NaN
-        raise ValueError(f"sigma must be > 0 (a Gaussian width in target units); got sigma={value!r}")
+    _checks.positive("sigma", sigma)
 
 
 def _edges(num_bins: int, bin_values: chex.Array | None, dtype) -> chex.Array:
@@ -139,7 +134,7 @@ def hl_gauss(
     with that bias unless the support extends beyond the targets' range.
 
     Examples:
-      >>> import numpy as np, jax_dfl.hl_gauss as hg
+      >>> import numpy as np, jax_dfl as hg
       >>> q = hg.hl_gauss(2.0, 5, sigma=0.75)
       >>> print(np.asarray(q).round(3), f"{float(q.sum()):.3f}")
       [0.022 0.23  0.495 0.23  0.022] 1.000
@@ -208,7 +203,7 @@ def hl_gauss_loss(
     DFL); NaN targets give a NaN loss.
 
     Examples:
-      >>> import jax, jax.numpy as jnp, jax_dfl.hl_gauss as hg
+      >>> import jax, jax.numpy as jnp, jax_dfl as hg
       >>> logits = jnp.log(hg.hl_gauss(jnp.array([3.2]), 8, sigma=0.75))
       >>> loss = hg.hl_gauss_loss(logits, jnp.array([3.2]), sigma=0.75)
       >>> grad = jax.grad(lambda x: hg.hl_gauss_loss(x, jnp.array([3.2]), sigma=0.75).sum())(logits)
