@@ -103,6 +103,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="do not split batches over all local devices (the default when there are several)",
     )
+    p.add_argument(
+        "--early",
+        type=pathlib.Path,
+        metavar="RESULTS_JSON",
+        help="instead of an ablation: retrain every arm of that run at its AUC-chosen lr (same seeds, "
+        "config and schedule) for only --early-stop steps, evaluating every --early-fine-every steps up "
+        "to --early-fine, then every --eval-every; reports steps to 0.2 and 0.1 at that resolution",
+    )
+    p.add_argument("--early-stop", type=int, default=1400, help="with --early: steps to train")
+    p.add_argument("--early-fine", type=int, default=300, help="with --early: end of the fine evaluations")
+    p.add_argument("--early-fine-every", type=int, default=2, help="with --early: their spacing (steps)")
+    p.add_argument(
+        "--extra",
+        type=pathlib.Path,
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="instead of an ablation: extra comparisons from a full run's results.json (and optionally a "
+        "long run's), written to OUT/extra_comparisons.json and .md; trains nothing",
+    )
     p.add_argument("--out", type=pathlib.Path, required=True)
     return p.parse_args(argv)
 
@@ -414,11 +433,406 @@ def plot_steps(summary: dict, losses: list[str], thresholds: dict[str, float], p
     plt.close(fig)
 
 
+# --- early-resolution rerun ----------------------------------------------------------------------
+
+EARLY_THRESHOLDS = [0.2, 0.1]
+
+
+def early_eval_steps(stop: int, fine: int, fine_every: int, every: int) -> list[int]:
+    """Every ``fine_every`` steps up to ``fine``, then every ``every`` steps up to ``stop``.
+
+    Examples:
+      >>> early_eval_steps(40, 10, 2, 10)
+      [0, 2, 4, 6, 8, 10, 20, 30, 40]
+    """
+    fine = min(fine, stop)
+    steps = list(range(0, fine + 1, fine_every))
+    steps += list(range(steps[-1] + every, stop + 1, every))
+    if steps[-1] != stop:
+        steps.append(stop)
+    return steps
+
+
+def run_early(args: argparse.Namespace) -> dict:
+    """Retrain the arms of a finished run for its first steps only, evaluated finely (``--early``).
+
+    Same seeds, task, trunk, batch, optimiser and schedule as the source run (the schedule's
+    length stays the source run's steps; training just stops at ``--early_stop``), so up to that
+    step each arm repeats the source run's training at its AUC-chosen learning rate. Only the
+    evaluation grid differs; the test curves at the steps both runs evaluated are compared as a check.
+    """
+    source = json.loads(args.early.read_text())
+    cfg = source["config"]
+    task = toy.TaskConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["task"].items()})
+    train_config = toy.TrainConfig(**cfg["train"])
+    if args.early_stop > train_config.steps:
+        raise ValueError(
+            f"--early-stop {args.early_stop} exceeds the source run's {train_config.steps} steps"
+        )
+    losses = args.losses or cfg["losses"]
+    seeds = cfg["seeds"]
+    lrs = {loss: source["selected_lrs"][loss]["auc"] for loss in losses}
+    eval_steps = early_eval_steps(args.early_stop, args.early_fine, args.early_fine_every, args.eval_every)
+    device = device_info()
+    started = time.perf_counter()
+    x_test, y_test = toy.make_batch(jax.random.key(TEST_SEED), train_config.eval_size, task)
+    thresholds = {f"{t:g}": t for t in EARLY_THRESHOLDS}
+    per_arm: dict[str, dict] = {}
+    for loss in tqdm(losses, desc="early", unit="arm"):
+        result = toy.train(
+            loss,
+            seeds,
+            task=task,
+            train_config=train_config,
+            learning_rate=lrs[loss],
+            eval_data=(x_test, y_test),  # the curves are test MAE; nothing is chosen here
+            test_inputs=x_test,
+            eval_steps=eval_steps,
+        )
+        source_runs = sorted(
+            (r for r in source["runs"] if r["loss"] == loss and r["selected_auc"]), key=lambda r: r["seed"]
+        )
+        # Check: the source run's test curve at the steps both evaluated.
+        index = {s: i for i, s in enumerate(result.steps)}
+        diffs = [
+            abs(m - float(result.curves[k, index[s]]))
+            for k, r in enumerate(source_runs)
+            for s, m in r["test_curve"]
+            if s in index
+        ]
+        per_arm[loss] = {
+            "lr": lrs[loss],
+            "steps_to_target": {
+                name: [toy.steps_to_reach(result.steps, c, t) for c in result.curves]
+                for name, t in thresholds.items()
+            },
+            "source_steps_to_target": {
+                name: [r["steps_to_target"][name] for r in source_runs] for name in thresholds
+            },
+            "max_abs_diff_from_source_test_curve": max(diffs),
+            "test_curve": result.curves.tolist(),
+            "seconds": result.seconds,
+        }
+    wall = time.perf_counter() - started
+    summary: dict[str, dict] = {}
+    for loss in losses:
+        entry = {}
+        for name in thresholds:
+            reach = per_arm[loss]["steps_to_target"][name]
+            ref = per_arm[REFERENCE]["steps_to_target"][name] if REFERENCE in per_arm else None
+            complete = all(s is not None for s in reach)
+            entry[name] = {
+                "per_seed": reach,
+                "reached": sum(s is not None for s in reach),
+                "median": float(np.median(reach)) if complete else None,
+                "mean": float(np.mean(reach)) if complete else None,
+                "paired_vs_" + REFERENCE: paired_interval(reach, ref)
+                if ref is not None and loss != REFERENCE and complete and all(s is not None for s in ref)
+                else None,
+            }
+        summary[loss] = entry
+    config = {
+        "command": "python experiments/toy_regression.py " + " ".join(args.argv),
+        "source": str(args.early),
+        "source_command": cfg["command"],
+        "losses": losses,
+        "seeds": seeds,
+        "learning_rates": lrs,
+        "eval_steps": eval_steps,
+        "train": dataclasses.asdict(train_config),
+        "task": dataclasses.asdict(task),
+        "thresholds": thresholds,
+        "steps_to_target": "first evaluation step at which the test MAE is at or below the threshold",
+        "note": "the source run's schedule (warm-up + cosine over train.steps) and data stream; training "
+        "stops early. Curves are test MAE on the source run's test set.",
+        "seconds_total": wall,
+    }
+    out = {"device": device, "config": config, "summary": summary, "arms": per_arm}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(out, indent=1))
+    names = list(thresholds)
+    lines = [
+        f"# Steps to the early thresholds at fine resolution: {', '.join(losses)}\n",
+        f"`{config['command']}` on {device['device_count']} x {device['device_kind']} "
+        f"({device['platform']}), "
+        f"jax {device['jax']}, {device['date']}; {wall:.0f} s in all.\n",
+        f"Each arm retrained at the lr chosen by area under the curve in `{args.early}` (seeds "
+        f"{seeds[0]}..{seeds[-1]}, the same schedule over {train_config.steps} steps, the same data "
+        f"stream), stopped at step {args.early_stop}. Test MAE every {args.early_fine_every} steps up to "
+        f"{args.early_fine}, then every {args.eval_every}. Steps: median over seeds (per seed in "
+        "brackets); paired difference arm minus dfl, mean [95 % t-interval], n = "
+        f"{len(seeds)}, `*` = excludes 0, uncorrected.\n",
+        "| arm | lr | " + " | ".join(f"to {k}: median (per seed) | vs dfl" for k in names) + " |",
+        "|---|---|" + "---|---|" * len(names),
+    ]
+    for loss in losses:
+        cells = []
+        for k in names:
+            e = summary[loss][k]
+            per = ", ".join("-" if s is None else str(s) for s in e["per_seed"])
+            med = f"{e['median']:.0f}" if e["median"] is not None else f"- ({e['reached']}/{len(seeds)})"
+            cells += [
+                f"{med} ({per})",
+                _fmt_interval(e["paired_vs_" + REFERENCE], 0) if loss != REFERENCE else "",
+            ]
+        lines.append(f"| {loss} | {lrs[loss]:g} | " + " | ".join(cells) + " |")
+    worst = max(a["max_abs_diff_from_source_test_curve"] for a in per_arm.values())
+    lines.append(
+        "\nCheck against the source run: at the steps both evaluated, the test MAE "
+        + ("is identical" if worst == 0 else f"differs by at most {worst:.2g} bins")
+        + ".\n"
+    )
+    (args.out / "summary.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return out
+
+
+# --- extra comparisons from saved results (no training) ---------------------------------------
+
+
+def holm(pvalues: dict[str, float], alpha: float = 0.05) -> dict[str, bool]:
+    """Holm's step-down correction: which tests stay significant at family-wise level ``alpha``.
+
+    Examples:
+      >>> holm({"a": 0.01, "b": 0.04, "c": 0.03})
+      {'a': True, 'b': False, 'c': False}
+    """
+    keep, ordered = {}, sorted(pvalues, key=pvalues.get)
+    for rank, name in enumerate(ordered):
+        keep[name] = pvalues[name] <= alpha / (len(ordered) - rank)
+        if not keep[name]:
+            keep.update({later: False for later in ordered[rank:]})
+            break
+    return keep
+
+
+def _paired_p(a, b) -> float:
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.std(ddof=1) == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def _per_seed(results: dict, loss: str, lr: float | None = None) -> list[dict]:
+    if lr is None:
+        return _chosen(results["runs"], loss)
+    return sorted(
+        (r for r in results["runs"] if r["loss"] == loss and r["lr"] == lr), key=lambda r: r["seed"]
+    )
+
+
+def _log_auc(curve) -> float:
+    """Validation MAE averaged over log(step) from step 10 (each decade weighs the same)."""
+    steps = np.array([s for s, _ in curve], dtype=np.float64)
+    mae = np.array([m for _, m in curve])
+    keep = steps >= 10
+    x = np.log(steps[keep])
+    return float(np.sum(np.diff(x) * 0.5 * (mae[keep][1:] + mae[keep][:-1])) / (x[-1] - x[0]))
+
+
+def extra_comparisons(full: dict, long: dict | None) -> dict:
+    """Comparisons the review asked for, computed from saved results.json files only."""
+    losses = full["config"]["losses"]
+    rows = full["summary"]["rows"]
+    steps_of = lambda loss, name: rows[loss]["auc"]["steps_to_target"][name]["per_seed"]
+    names = list(full["config"]["thresholds"])
+    out: dict = {}
+
+    # Scalar losses against each other (lr by area under the curve).
+    scalar: dict = {}
+    for a, b in (("l2", "l1"), ("l2", "smooth_l1"), ("smooth_l1", "l1")):
+        entry = {"final_mae": paired_interval(rows[a]["auc"]["final_mae"], rows[b]["auc"]["final_mae"])}
+        for name in names:
+            sa, sb = steps_of(a, name), steps_of(b, name)
+            ok = all(s is not None for s in sa + sb)
+            entry[f"steps_to_{name}"] = paired_interval(sa, sb) if ok else None
+        scalar[f"{a} - {b}"] = entry
+    out["scalar_pairs"] = scalar
+
+    # Per-seed steps to 0.1: scalar heads, dist_l1, dfl.
+    out["steps_to_0.1_per_seed"] = {loss: steps_of(loss, "0.1") for loss in losses}
+
+    # dist_l1 at every learning rate: which seeds stall.
+    dist = {}
+    for lr in full["selected_lrs"]["dist_l1"]["tried"]:
+        recs = _per_seed(full, "dist_l1", lr)
+        dist[f"{lr:g}"] = {
+            "final_mae_per_seed": [round(r["final_mae"], 4) for r in recs],
+            "stalled_seeds (final MAE > 0.09)": [r["seed"] for r in recs if r["final_mae"] > 0.09],
+        }
+    out["dist_l1_by_lr"] = dist
+
+    # End point against each arm's own optimum.
+    optimum = full["noise_floor"]["loss_optimum"]
+    out["final_minus_own_optimum"] = {
+        loss: rows[loss]["auc"]["final_mae_mean"] - optimum[loss] for loss in losses if loss in optimum
+    }
+
+    # Learning-rate choice under other criteria, and the best steps to 0.1 anywhere on the grid.
+    choice, best01 = {}, {}
+    for loss in losses:
+        tried = full["selected_lrs"][loss]["tried"]
+        log_auc = {
+            lr: float(np.mean([_log_auc(r["curve"]) for r in _per_seed(full, loss, lr)])) for lr in tried
+        }
+        choice[loss] = {
+            "auc": full["selected_lrs"][loss]["auc"],
+            "final": full["selected_lrs"][loss]["final"],
+            "log_step_auc": select_lr(log_auc),
+            "tried": tried,
+        }
+        medians = {}
+        for lr in tried:
+            reach = [r["steps_to_target"]["0.1"] for r in _per_seed(full, loss, lr)]
+            medians[f"{lr:g}"] = float(np.median(reach)) if all(s is not None for s in reach) else None
+        done = {lr: m for lr, m in medians.items() if m is not None}
+        best01[loss] = {
+            "median_by_lr": medians,
+            "best": min(done.values()) if done else None,
+            "at_lr": min(done, key=done.get) if done else None,
+        }
+    out["lr_choice"] = choice
+    steps = np.array(full["config"]["eval_steps"], dtype=np.float64)
+    out["auc_weight_of_first_200_steps"] = 200 / steps[-1]
+    out["best_median_steps_to_0.1_over_the_grid"] = best01
+
+    # HL-Gauss label mean at the range ends.
+    bins = np.arange(full["config"]["task"]["num_bins"], dtype=np.float64)
+    top = float(bins[-1])
+    out["hl_gauss_label_mean_bias"] = {
+        f"sigma={s:g}": {
+            f"y={y:g}": float(np.asarray(hl_gauss(np.float32(y), bins.size, sigma=s)) @ bins - y)
+            for y in (0.0, 0.5, 1.0, 2.0, top / 2)
+        }
+        for s in (0.25, 0.5, 0.75)
+    }
+
+    # Every paired test reported in the runs' summaries, with Holm's correction over them all.
+    pvalues, tests = {}, {}
+    for tag, res in (("full", full), ("long", long)):
+        if res is None:
+            continue
+        r = res["summary"]["rows"]
+        for loss in res["config"]["losses"]:
+            if loss == REFERENCE:
+                continue
+            for crit in ("auc", "final"):
+                key = f"{tag}: {loss} - dfl, final MAE (lr by {crit})"
+                a, b = r[loss][crit]["final_mae"], r[REFERENCE][crit]["final_mae"]
+                tests[key], pvalues[key] = paired_interval(a, b), _paired_p(a, b)
+            for name in res["config"]["thresholds"]:
+                a = r[loss]["auc"]["steps_to_target"][name]["per_seed"]
+                b = r[REFERENCE]["auc"]["steps_to_target"][name]["per_seed"]
+                if all(s is not None for s in a + b) and np.std(np.subtract(a, b)) > 0:
+                    key = f"{tag}: {loss} - dfl, steps to {name}"
+                    tests[key], pvalues[key] = paired_interval(a, b), _paired_p(a, b)
+    for key, entry in scalar.items():
+        for what, p in entry.items():
+            if p is not None:
+                a_b = key.split(" - ")
+                if what == "final_mae":
+                    a, b = rows[a_b[0]]["auc"]["final_mae"], rows[a_b[1]]["auc"]["final_mae"]
+                else:
+                    a, b = steps_of(a_b[0], what[9:]), steps_of(a_b[1], what[9:])
+                name = f"full: {key}, {what.replace('_', ' ')}"
+                tests[name], pvalues[name] = p, _paired_p(a, b)
+    keep = holm(pvalues)
+    out["multiple_comparisons"] = {
+        "family": "every paired t-test in the full and long runs' summaries (arm - dfl, final MAE "
+        "under both lr criteria, steps to each threshold where all seeds got there and the "
+        "differences vary) plus the scalar pairs above",
+        "tests": len(pvalues),
+        "results": {
+            k: {**tests[k], "p": pvalues[k], "significant_uncorrected": pvalues[k] < 0.05, "holm": keep[k]}
+            for k in sorted(pvalues, key=pvalues.get)
+        },
+    }
+    if long is not None:
+        lrows = long["summary"]["rows"]
+        out["long_run_final_mae"] = {
+            loss: {"6000": rows[loss]["auc"]["final_mae_mean"], "18000": lrows[loss]["auc"]["final_mae_mean"]}
+            for loss in long["config"]["losses"]
+        }
+    return out
+
+
+def extra_markdown(extra: dict) -> str:
+    lines = ["# Extra comparisons from the saved results (no training)\n"]
+    lines += ["## Scalar losses against each other (lr by area under the curve; paired, n = 5)\n"]
+    pairs = extra["scalar_pairs"]
+    keys = list(next(iter(pairs.values())))
+    lines += [
+        "| pair | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+        "|---" * (1 + len(keys)) + "|",
+    ]
+    for pair, entry in pairs.items():
+        digits = lambda k: 4 if k == "final_mae" else 0
+        lines.append(f"| {pair} | " + " | ".join(_fmt_interval(entry[k], digits(k)) for k in keys) + " |")
+    lines += ["\n## Steps to 0.1 per seed (seeds 0..4; `None` = never)\n"]
+    lines += [f"- {loss}: {s}" for loss, s in extra["steps_to_0.1_per_seed"].items()]
+    lines += ["\n## dist_l1 at every learning rate (final test MAE per seed)\n"]
+    lines += [f"- lr {lr}: {v}" for lr, v in extra["dist_l1_by_lr"].items()]
+    lines += ["\n## Final test MAE minus the arm's own optimum\n"]
+    lines += [f"- {loss}: {v:+.4f}" for loss, v in extra["final_minus_own_optimum"].items()]
+    lines += [
+        "\n## Learning-rate choice by criterion; best median steps to 0.1 anywhere on the grid\n",
+        f"Linear-step AUC: the first 200 steps carry {extra['auc_weight_of_first_200_steps']:.1%} of the "
+        "weight. Log-step AUC: validation MAE averaged over log(step) from step 10.\n",
+        "| arm | lrs tried | auc | final | log-step auc | best median steps to 0.1 (at lr) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for loss, c in extra["lr_choice"].items():
+        b = extra["best_median_steps_to_0.1_over_the_grid"][loss]
+        best = "-" if b["best"] is None else f"{b['best']:.0f} ({b['at_lr']})"
+        tried = ", ".join(f"{x:g}" for x in c["tried"])
+        lines.append(f"| {loss} | {tried} | {c['auc']:g} | {c['final']:g} | {c['log_step_auc']:g} | {best} |")
+    lines += ["\n## HL-Gauss label mean minus y (bins), support edges at -0.5 and 16.5\n"]
+    for s, v in extra["hl_gauss_label_mean_bias"].items():
+        lines.append(f"- {s}: " + ", ".join(f"{y}: {b:+.4f}" for y, b in v.items()))
+    mc = extra["multiple_comparisons"]
+    lines += [
+        f"\n## Multiple comparisons: {mc['tests']} paired t-tests, Holm-corrected at 0.05\n",
+        mc["family"] + ". Seed-only intervals: the test set is held fixed.\n",
+        "| test | mean [95 % CI] | p | uncorrected | Holm |",
+        "|---|---|---|---|---|",
+    ]
+    for k, r in mc["results"].items():
+        digits = 4 if "MAE" in k or "mae" in k else 0
+        lines.append(
+            f"| {k} | {_fmt_interval(r, digits)} | {r['p']:.2g} "
+            f"| {'yes' if r['significant_uncorrected'] else 'no'} | {'yes' if r['holm'] else 'no'} |"
+        )
+    if "long_run_final_mae" in extra:
+        lines += ["\n## Final test MAE at 6000 and 18000 steps (lr 0.01)\n"]
+        lines += [
+            f"- {k}: {v['6000']:.4f} -> {v['18000']:.4f}" for k, v in extra["long_run_final_mae"].items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_extra(args: argparse.Namespace) -> dict:
+    full = json.loads(args.extra[0].read_text())
+    long = json.loads(args.extra[1].read_text()) if len(args.extra) > 1 else None
+    extra = extra_comparisons(full, long)
+    extra["command"] = "python experiments/toy_regression.py " + " ".join(args.argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "extra_comparisons.json").write_text(json.dumps(extra, indent=1))
+    text = extra_markdown(extra)
+    (args.out / "extra_comparisons.md").write_text(f"`{extra['command']}`\n\n" + text)
+    print(text)
+    return extra
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    if args.early is not None:
+        return run_early(args)
+    if args.extra:
+        return run_extra(args)
     preset = dict(PRESETS[args.preset])
     n_seeds = args.seeds or preset["seeds"]
     seeds = list(range(args.seed, args.seed + n_seeds))

@@ -458,6 +458,24 @@ class BayesEstimates(NamedTuple):
         return np.sum(self.posterior * fn(self.grid), axis=-1)
 
 
+def grid_median(ys: jax.Array, post: jax.Array, step: float) -> jax.Array:
+    """Median of a distribution given as probabilities ``post`` on an even grid ``ys`` of spacing ``step``.
+
+    Each point's mass is spread uniformly over its cell ``[ys[i] - step / 2, ys[i] + step / 2]``,
+    so the CDF is linear within a cell and reaches ``cdf[i]`` at the cell's right edge.
+
+    Examples:
+      >>> ys = jnp.arange(5.0)  # mass 0.2 each: the CDF crosses 0.5 in the middle of the middle cell
+      >>> print(float(grid_median(ys, jnp.full(5, 0.2), 1.0)))
+      2.0
+    """
+    cdf = jnp.cumsum(post)
+    i = jnp.clip(jnp.searchsorted(cdf, 0.5), 0, ys.shape[0] - 1)  # the cell where the CDF crosses 0.5
+    below = jnp.where(i > 0, cdf[i - 1], 0.0)
+    frac = (0.5 - below) / jnp.maximum(post[i], 1e-30)
+    return ys[i] - step / 2 + jnp.clip(frac, 0, 1) * step
+
+
 @functools.lru_cache(maxsize=8)
 def _bayes_batch(task: TaskConfig, coarse_step: float, fine_step: float, window: float, blur_points: int):
     """The jitted per-batch posterior summaries, built once per configuration (one compilation)."""
@@ -485,11 +503,7 @@ def _bayes_batch(task: TaskConfig, coarse_step: float, fine_step: float, window:
         inside = (ys >= 0) & (ys <= top)
         lf = jnp.where(inside, ll(jnp.clip(ys, 0, top)), -jnp.inf)
         post = jax.nn.softmax(lf)
-        cdf = jnp.cumsum(post)
-        # Linear interpolation of the CDF between grid points (mass at a point spread over its cell).
-        i = jnp.clip(jnp.searchsorted(cdf, 0.5), 1, ys.shape[0] - 1)
-        frac = (0.5 - cdf[i - 1]) / jnp.maximum(cdf[i] - cdf[i - 1], 1e-30)
-        median = ys[i - 1] + jnp.clip(frac, 0, 1) * fine_step
+        median = grid_median(ys, post, fine_step)
         coarse_post = jax.nn.softmax(lc)
         outside = jnp.sum(jnp.where(jnp.abs(coarse - centre) > window - coarse_step, coarse_post, 0))
         ys = jnp.clip(ys, 0, top)
@@ -516,7 +530,7 @@ def bayes_estimates(
     blur by the midpoint rule on ``blur_points`` cells; the posterior is
     evaluated on a coarse grid over the whole range, then on a fine grid
     (``fine_step``) within ``window`` bins of the coarse mode, and the median
-    is read from the fine grid's CDF by linear interpolation.
+    is read from the fine grid's CDF with each point's mass spread over its cell (:func:`grid_median`).
 
     The posterior median minimises the expected absolute error given the
     signal, so its MAE on a test set is the floor that any predictor of ``y``
