@@ -46,6 +46,11 @@ def test_blocks_tile_each_image_without_overlap_and_every_image_has_every_role()
         assert np.all(cover == 1)  # a partition: no overlap between train, val and test, nothing left out
         sizes = [(b.x1 - b.x0, b.y1 - b.y0) for b in mine]
         assert min(min(s) for s in sizes) >= 120  # no sliver blocks
+    # The cross-image split: one image only trains and validates, the other only tests.
+    roles = lambda fractions: {
+        b.role for b in data_lib.split_blocks(REAL_SHAPES[:1], block=160, fractions=fractions)
+    }
+    assert roles((0.75, 0.25, 0.0)) == {"train", "val"} and roles((0.0, 0.0, 1.0)) == {"test"}
 
 
 def test_each_box_belongs_to_exactly_one_block():

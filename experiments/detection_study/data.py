@@ -10,7 +10,7 @@ into a grid of roughly ``block`` x ``block`` blocks (the remainder spread over
 the grid, so no sliver blocks), and the blocks of each image are shuffled by
 ``np.random.default_rng(seed + image index)`` and dealt out to test,
 validation and train in the proportions ``fractions`` (at least one block of
-each role per image). A crown belongs to the block holding its box centre.
+each role with a positive share, in every image). A crown belongs to the block holding its box centre.
 Training tiles are crops that lie inside one train block, so no training crop
 sees a validation or test crown's label; crowns cut by the crop keep their
 clipped box if at least ``min_visible`` of their area is inside.
@@ -114,11 +114,12 @@ def split_blocks(
     for index, (height, width) in enumerate(shapes):
         ys, xs = grid_edges(height, block), grid_edges(width, block)
         cells = [(x0, y0, x1, y1) for y0, y1 in itertools.pairwise(ys) for x0, x1 in itertools.pairwise(xs)]
-        if len(cells) < 3:
-            raise ValueError(f"image {index} of shape {(height, width)} gives {len(cells)} blocks; need >= 3")
         order = np.random.default_rng(seed + index).permutation(len(cells))
-        n_test = max(1, round(fractions[2] * len(cells)))
-        n_val = max(1, round(fractions[1] * len(cells)))
+        # At least one block for every role with a positive share (a zero share gives none).
+        n_test = max(1, round(fractions[2] * len(cells))) if fractions[2] > 0 else 0
+        n_val = max(1, round(fractions[1] * len(cells))) if fractions[1] > 0 else 0
+        if n_test + n_val > len(cells):
+            raise ValueError(f"fractions {fractions} leave no blocks for training in image {index}")
         roles = ["test"] * n_test + ["val"] * n_val + ["train"] * (len(cells) - n_test - n_val)
         for cell_index, role in zip(order, roles, strict=True):
             blocks.append(Block(index, role, *(int(v) for v in cells[cell_index])))

@@ -183,7 +183,7 @@ class RealData:
                 self._matches([b], self.area_ranges)
             )
         extra["out_of_site"] = ap_from_matches(self._matches(sites, self.area_ranges))
-        extra["max_candidates_before_pre_nms_cap"] = max(b["candidates"] for b in blocks + sites)
+        extra["max_nms_candidates"] = max(b["candidates"] for b in blocks + sites)
         strata = np.array([b["image"] for b in blocks])
         detections = [(b["boxes"], b["scores"]) for b in blocks]
         return TestRecord(matches, strata, records, detections, extra)

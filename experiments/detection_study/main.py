@@ -98,38 +98,43 @@ PRESETS = {
             "chunk": 8,  # the real data's inference batch: one compiled forward per arm for both
         },
     },
-    # About 75 min (real) + 45 min (synthetic) on 2 dedicated CPU cores (estimates in the README).
+    # 2 CPU cores: about 70-80 min for the real data (48 runs of 400 steps, 6 arms) and 45-50 min for
+    # the synthetic controls (78 runs of 200 steps); estimates from loaded-machine timings, see the README.
+    # The resolution test uses strides 4 and 8 here (stride 2 costs 3-5x a step on CPU); the
+    # accelerator preset runs 2, 4 and 8.
     "full": {
         "arms": list(arms_lib.ARMS),
         "lrs": [1e-3, 3e-3, 1e-2],
         "seeds": 5,
         "replicates": 1000,
-        "real": {"steps": 500, "batch": 16, "eval_every": 100},
+        "real": {"steps": 400, "batch": 16, "eval_every": 100},
         "synthetic": {
-            "steps": 150,
+            "steps": 200,
             "batch": 16,
             "eval_every": 50,
             "val_images": 128,
             "test_images": 512,
-            "strides": [2, 4, 8],
+            "strides": [4, 8],
             "pilot_stride": 4,
         },
     },
-    # One GPU, <= 8 minutes: longer schedules, bigger batches, more seeds.
+    # One GPU, meant for <= 8 minutes a data set (run --data real and --data synthetic separately):
+    # longer schedules, bigger batches, more seeds, all three strides. Not yet timed on a GPU.
     "accelerator": {
         "arms": list(arms_lib.ARMS),
         "lrs": [1e-3, 3e-3, 1e-2],
         "seeds": 8,
         "replicates": 1000,
-        "real": {"steps": 2000, "batch": 32, "eval_every": 250},
+        "real": {"steps": 1000, "batch": 32, "eval_every": 200},
         "synthetic": {
-            "steps": 1500,
+            "steps": 1000,
             "batch": 64,
-            "eval_every": 250,
+            "eval_every": 200,
             "val_images": 256,
             "test_images": 2048,
             "strides": [2, 4, 8],
             "pilot_stride": 4,
+            "chunk": 256,
         },
     },
 }

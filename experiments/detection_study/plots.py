@@ -107,15 +107,24 @@ def resolution(cells: list[dict], path: pathlib.Path, title: str) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     arms = sorted({c["arm"] for c in cells})
-    for arm in arms:
-        mine = [c for c in cells if c["arm"] == arm]
-        for ax, key in zip(axes, ("bins", "pixels"), strict=True):
-            x = np.array([c[key] for c in mine])
-            y = np.array([c["mean"] for c in mine])
-            err = np.nan_to_num(
-                np.array([[c["mean"] - c["lo"], c["hi"] - c["mean"]] for c in mine]).T, nan=0.0
-            )
-            ax.errorbar(x * (1 + 0.03 * arms.index(arm)), y, yerr=err, fmt="o", capsize=2, label=arm)
+    markers = dict(zip(sorted({c["stride"] for c in cells}), "^osDv", strict=False))  # a marker per stride
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, arm in enumerate(arms):
+        for stride, marker in markers.items():
+            mine = [c for c in cells if c["arm"] == arm and c["stride"] == stride]
+            for ax, key in zip(axes, ("bins", "pixels"), strict=True):
+                x = np.array([c[key] for c in mine]) * (1 + 0.03 * i)
+                y = np.array([c["mean"] for c in mine])
+                err = np.array([[c["mean"] - c["lo"], c["hi"] - c["mean"]] for c in mine]).T
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=np.nan_to_num(err, nan=0.0),
+                    fmt=marker,
+                    color=colours[i % len(colours)],
+                    capsize=2,
+                    label=f"{arm}, stride {stride}",
+                )
     for ax, label in zip(
         axes, ("object size in bins (sqrt area / stride)", "object size in pixels"), strict=True
     ):
