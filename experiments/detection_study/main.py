@@ -98,10 +98,10 @@ PRESETS = {
             "chunk": 8,  # the real data's inference batch: one compiled forward per arm for both
         },
     },
-    # 2 CPU cores: about 70-80 min for the real data (48 runs of 400 steps, 6 arms) and 45-50 min for
-    # the synthetic controls (78 runs of 200 steps); estimates from loaded-machine timings, see the README.
-    # The resolution test uses strides 4 and 8 here (stride 2 costs 3-5x a step on CPU); the
-    # accelerator preset runs 2, 4 and 8.
+    # 2 CPU cores (shared with one other job when measured): ~60 min for the real data (48 runs of 400
+    # steps at 0.12-0.2 s/step, ~7 s of evaluation a run) and ~40 min for the synthetic controls
+    # (78 runs of 300 steps at 0.07-0.1 s/step). The resolution test uses strides 4 and 8 here
+    # (a stride-2 step costs 3-5x a stride-4 one on CPU); the accelerator preset runs 2, 4 and 8.
     "full": {
         "arms": list(arms_lib.ARMS),
         "lrs": [1e-3, 3e-3, 1e-2],
@@ -109,7 +109,7 @@ PRESETS = {
         "replicates": 1000,
         "real": {"steps": 400, "batch": 16, "eval_every": 100},
         "synthetic": {
-            "steps": 200,
+            "steps": 300,
             "batch": 16,
             "eval_every": 50,
             "val_images": 128,
@@ -256,6 +256,7 @@ def real_study(args, preset, arms, seeds, lrs, bar) -> dict:
     runs, records = run_seeds(dataset, arms, seeds, out["chosen_lr"], bar)
     out["runs"] = runs
     strata = records[arms[0]][0].strata
+    tic = time.perf_counter()
     out["intervals"] = ev.bootstrap_intervals(
         {a: [r.matches for r in records[a]] for a in arms},
         strata,
@@ -263,6 +264,7 @@ def real_study(args, preset, arms, seeds, lrs, bar) -> dict:
         metrics=REAL_METRICS,
         replicates=args.replicates or preset["replicates"],
     )
+    out["bootstrap_seconds"] = time.perf_counter() - tic
     out["premise"] = premise_summary(runs)
     plots.ap_by_size(
         out["intervals"]["AP"],
