@@ -378,7 +378,7 @@ def summary_markdown(results: dict) -> str:
             + ", ".join(f"{a} {lr:g}" for a, lr in res["chosen_lr"].items()),
             "",
         ]
-        if name == "real":
+        if name.startswith("real"):
             iv = res["intervals"]
             edges = ", ".join(f"{e:.1f}" for e in res["data"]["tercile_edges_sqrt_area_px"])
             lines += [
@@ -407,7 +407,9 @@ def summary_markdown(results: dict) -> str:
             "(detections with IoU >= 0.5), mean over seeds, per size group:",
             "",
         ]
-        premise = res["premise"] if name == "real" else next(iter(res["conditions"].values()))["premise"]
+        premise = (
+            res["premise"] if name.startswith("real") else next(iter(res["conditions"].values()))["premise"]
+        )
         lines += [
             "| arm | " + " | ".join(premise[next(iter(premise))]) + " |",
             "|---|" + "---|" * len(premise[next(iter(premise))]),
@@ -446,7 +448,13 @@ def main(argv=None) -> dict:
     if args.summarise:
         results = {}
         for path in sorted(args.out.glob("results*.json")):
-            results.update(json.loads(path.read_text()))
+            part = json.loads(path.read_text())
+            tag = path.stem.removeprefix("results").removeprefix("_")  # "", "real", "real_cross_image", ...
+            for key, value in part.items():
+                if key in ("device", "config"):
+                    results[key] = value
+                else:  # the cross-image run keeps its own section next to the main split's
+                    results[key if "cross_image" not in tag else f"{key} (cross_image)"] = value
         (args.out / "summary.md").write_text(summary_markdown(results))
         return results
     preset = PRESETS[args.preset]
@@ -491,7 +499,9 @@ def main(argv=None) -> dict:
         if args.data in ("both", "synthetic"):
             results["synthetic"] = synthetic_study(args, preset, arms, seeds, lrs, bar)
     results["config"]["seconds_total"] = time.perf_counter() - started
-    suffix = "" if args.data == "both" else f"_{args.data}"
+    suffix = ("" if args.data == "both" else f"_{args.data}") + (
+        "" if args.split == "blocks" else f"_{args.split}"
+    )
     (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=_json_default))
     (args.out / "summary.md").write_text(summary_markdown(results))
     print(f"wrote {args.out} in {results['config']['seconds_total']:.0f} s")
