@@ -6,14 +6,14 @@ import dataclasses
 import itertools
 import json
 import math
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+
+import jax_dfl
 
 pytest.importorskip("pycocotools")
 pytest.importorskip("PIL")
@@ -228,26 +228,20 @@ def test_ciou_dfl_arm_is_yolo_box_loss_and_the_dense_path_agrees():
     assert float(ciou_only[1]) == 0.0
 
 
-def test_hl_gauss_arm_is_lazy_and_skipped_with_a_message(monkeypatch):
-    monkeypatch.setitem(sys.modules, "jax_dfl.hl_gauss", None)  # import fails
-    runnable, skipped = arms_lib.available(["ciou", "ciou_hl_gauss"])
-    assert runnable == ["ciou"] and "ciou_hl_gauss" in skipped[0] and "jax_dfl.hl_gauss" in skipped[0]
-    # With a module of that name present, the arm runs through it.
-    fake = types.ModuleType("jax_dfl.hl_gauss")
-    calls = []
-
-    def hl_gauss_loss(logits, targets, *, sigma, where=None, bin_values=None):
-        calls.append(sigma)
-        return jnp.where(where, jnp.sum(targets[..., None] * 0 + logits, -1) * 0 + 1.0, 0)
-
-    fake.hl_gauss_loss = hl_gauss_loss
-    monkeypatch.setitem(sys.modules, "jax_dfl.hl_gauss", fake)
-    assert arms_lib.available(["ciou_hl_gauss"]) == (["ciou_hl_gauss"], [])
+def test_hl_gauss_arm_is_ciou_plus_hl_gauss_cross_entropy():
+    assert arms_lib.available(["ciou", "ciou_hl_gauss"]) == (["ciou", "ciou_hl_gauss"], [])
     inputs = _box_loss_inputs()
-    _, dist = arms_lib.box_loss(arms_lib.ARMS["ciou_hl_gauss"], *inputs)
-    fg, scores, norm = inputs[6], inputs[5], inputs[7]
-    assert calls == [arms_lib.HL_GAUSS_SIGMA]
-    assert float(dist) == pytest.approx(float(jnp.sum(jnp.where(fg, scores[:, 0], 0)) / norm), rel=1e-6)
+    logits, _, points, strides, targets, scores, fg, norm = inputs
+    iou_term, dist = arms_lib.box_loss(arms_lib.ARMS["ciou_hl_gauss"], *inputs)
+    # The same CIoU term as the other CIoU arms, and the HL-Gauss cross-entropy written out here.
+    ciou_only, _ = arms_lib.box_loss(arms_lib.ARMS["ciou_dist"], *inputs)
+    np.testing.assert_allclose(float(iou_term), float(ciou_only), rtol=1e-6)
+    sides = jnp.clip(jax_dfl.bbox2distance(points, targets) / strides[:, None], 0, arms_lib.NUM_BINS - 1)
+    per_side = jax_dfl.hl_gauss_loss(logits, sides, sigma=arms_lib.HL_GAUSS_SIGMA)
+    weight = jnp.sum(scores, -1)
+    expected = jnp.sum(jnp.where(fg, jnp.mean(per_side, -1) * weight, 0)) / jnp.maximum(norm, 1)
+    assert float(dist) == pytest.approx(float(expected), rel=1e-5)
+    assert float(dist) > 0
 
 
 def test_initial_distribution_mean_and_paired_initialisation():

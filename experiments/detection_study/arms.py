@@ -7,8 +7,7 @@
                    effect without the loss's
 ``ciou_dfl``       distribution head, :func:`jax_dfl.yolo_box_loss` (CIoU + DFL, YOLOv8's box loss)
 ``ciou_dfl_log``   as ``ciou_dfl`` with log-spaced bin values (DFL with ``bin_values``)
-``ciou_hl_gauss``  distribution head, CIoU + HL-Gauss cross-entropy (``jax_dfl.hl_gauss``, imported
-                   lazily; skipped with a message where that module is absent)
+``ciou_hl_gauss``  distribution head, CIoU + HL-Gauss cross-entropy (:func:`jax_dfl.hl_gauss_loss`)
 =================  ===========================================================================
 
 Every arm's per-image loss is ``(box_term, distribution_term)`` summed over the
@@ -27,7 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_dfl import bbox2distance, ciou_loss, distance2bbox, distribution_focal_loss, yolo_box_loss
+from jax_dfl import (
+    bbox2distance,
+    ciou_loss,
+    distance2bbox,
+    distribution_focal_loss,
+    hl_gauss_loss,
+    yolo_box_loss,
+)
 from jax_dfl.decoding import decode
 
 NUM_BINS = 16  # ultralytics' reg_max: distances 0..15 bins
@@ -69,7 +75,7 @@ ARMS: dict[str, Arm] = {
         Arm("ciou_dist", distribution=True),
         Arm("ciou_dfl", distribution=True),
         Arm("ciou_dfl_log", distribution=True, log_bins=True),
-        Arm("ciou_hl_gauss", distribution=True, requires="jax_dfl.hl_gauss"),
+        Arm("ciou_hl_gauss", distribution=True),
     )
 }
 REFERENCES = ("ciou", "ciou_dist")  # the paired differences are taken against these
@@ -140,7 +146,6 @@ def box_loss(
     if arm.name == "ciou_dfl_log":
         dist = distribution_focal_loss(box_out, target_bins, where=sides, bin_values=arm.bin_values)
     elif arm.name == "ciou_hl_gauss":
-        hl_gauss_loss = importlib.import_module("jax_dfl.hl_gauss").hl_gauss_loss
         # HL-Gauss does not clip: targets beyond the last bin keep mass at the end of the support.
         clipped = jnp.clip(target_bins, 0, NUM_BINS - 1)
         dist = hl_gauss_loss(box_out, clipped, sigma=HL_GAUSS_SIGMA, where=sides)
