@@ -160,11 +160,13 @@ def _dfl_jvp(primals, tangents):
     if not isinstance(d_targets, SymbolicZero):
         # d/dy of (w_l, w_r) is (-1, +1) / spacing; zero where the target was clipped.
         low, high = (0, num_bins - 1) if bin_values is None else (bin_values[0], bin_values[-1])
-        inside = (targets >= low) & (targets <= high)
+        # NaN targets are "inside" so that their gradient is NaN too (NaN in, NaN out).
+        inside = ((targets >= low) & (targets <= high)) | jnp.isnan(targets)
         if where is not None:
             inside &= where
         # x_k and x_{k+1} come from the forward pass: no gathers.
         slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
+        slope = jnp.where(jnp.isnan(targets), jnp.nan, slope)
         d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss
 

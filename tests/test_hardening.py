@@ -207,3 +207,13 @@ def test_qfl_beta_may_be_traced():
     x, q = jnp.array([0.3, -1.0]), jnp.array([0.2, 0.0])
     got = jax.jit(lambda b: jax_dfl.quality_focal_loss(x, q, beta=b))(1.5)
     np.testing.assert_allclose(got, jax_dfl.quality_focal_loss(x, q, beta=1.5), rtol=1e-6)
+
+
+def test_nan_target_gives_nan_target_gradient_unless_masked():
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(3, 7)), jnp.float32)
+    y = jnp.array([jnp.nan, 1.0, 2.5])
+    grad = jax.grad(lambda t: dfl(x, t).sum())(y)
+    assert np.isnan(grad[0]) and np.isfinite(grad[1:]).all()
+    np.testing.assert_allclose(grad[2], x[2, 2] - x[2, 3], rtol=1e-6)
+    masked = jax.grad(lambda t: dfl(x, t, where=jnp.array([False, True, True])).sum())(y)
+    assert masked[0] == 0 and np.isfinite(masked).all()
