@@ -12,5 +12,5 @@ export PYTHONPATH="${PYTHONPATH:-.}"
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee "$out/devices.txt"
 # Benchmark first: a few seconds, and the GPU bandwidth figures it prints.
 python3 experiments/benchmark.py --json "$out/benchmark.json" | tee "$out/benchmark.txt"
-python3 experiments/toy_regression.py --preset accelerator --out "$out/toy_regression"
-python3 experiments/detection.py --preset accelerator --out "$out/detection"
+python3 experiments/toy_regression/main.py --preset accelerator --out "$out/toy_regression"
+python3 experiments/synthetic_detection/main.py --preset accelerator --out "$out/detection"

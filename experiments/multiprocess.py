@@ -48,7 +48,8 @@ def measure(mesh) -> dict:
     from jax.experimental import multihost_utils
 
     import jax_dfl
-    from jax_dfl import parallel, toy
+    from experiments.toy_regression import toy
+    from jax_dfl import parallel
 
     rows = parallel.process_batch_slice(BATCH, mesh)
     rng = np.random.default_rng(0)

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_dfl
-from jax_dfl import parallel, toy
+from experiments.toy_regression import toy
+from jax_dfl import parallel
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
 
     root = pathlib.Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location(
-        "toy_regression", root / "experiments" / "toy_regression.py"
+        "toy_regression", root / "experiments" / "toy_regression" / "main.py"
     )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)

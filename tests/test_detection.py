@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_dfl import toy_detection as td
+from experiments.synthetic_detection import toy_detection as td
 from tests import reference as ref
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -100,7 +100,9 @@ def test_giou_reference_agrees_with_box_iou_for_nested_boxes():
 
 
 def test_detection_script_tiny(tmp_path):
-    spec = importlib.util.spec_from_file_location("detection", ROOT / "experiments" / "detection.py")
+    spec = importlib.util.spec_from_file_location(
+        "detection", ROOT / "experiments" / "synthetic_detection" / "main.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main(

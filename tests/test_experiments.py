@@ -13,7 +13,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    # An experiment with its own folder (flax examples' layout) has its entry script in main.py.
+    folder = ROOT / "experiments" / name
+    path = folder / "main.py" if folder.is_dir() else ROOT / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -152,3 +155,17 @@ def test_benchmark_script_tiny(tmp_path):
     # Scratch memory is deterministic, so the structural bound holds even at this size.
     f32 = out["results"][0]
     assert f32["ratios"]["dfl value_and_grad scratch / logits bytes"]["value"] <= 0.3
+
+
+def test_doctests_of_the_experiment_modules():
+    # The library's doctests run through pytest's --doctest-modules (testpaths); the experiments'
+    # modules moved out of the package keep theirs here.
+    import doctest
+
+    from experiments.synthetic_detection import toy_detection
+    from experiments.toy_regression import toy
+
+    for module, at_least in ((toy, 3), (toy_detection, 0)):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        assert result.attempted >= at_least, module.__name__

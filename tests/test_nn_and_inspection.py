@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import jax_dfl
-from jax_dfl import toy
+from experiments.toy_regression import toy
 from jax_dfl.histogram_losses import hl_gauss
 from jax_dfl.inspection import FAMILIES, distribution_gradient_profile, gaussian_logits, gradient_profile
 from jax_dfl.nn import DistributionHead, Integral

@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_dfl import toy
+from experiments.toy_regression import toy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _script():
     spec = importlib.util.spec_from_file_location(
-        "toy_regression", ROOT / "experiments" / "toy_regression.py"
+        "toy_regression", ROOT / "experiments" / "toy_regression" / "main.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

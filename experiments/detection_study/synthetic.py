@@ -1,6 +1,6 @@
 """Synthetic controls: blobs of three pixel sizes, drawn in random order with soft, noisy edges.
 
-Fixes the confounders of the earlier toy (``jax_dfl/toy_detection.py``):
+Fixes the confounders of the earlier toy (``experiments/synthetic_detection/toy_detection.py``):
 
 * several objects per image (``objects_per_class`` of each size class), drawn in
   a random order, so no size class is always on top;

@@ -1,8 +1,8 @@
 """Why does DFL converge faster? An ablation on a synthetic edge-localisation task.
 
-    python experiments/toy_regression.py --preset quick --out runs/quick
+    python experiments/toy_regression/main.py --preset quick --out runs/quick
 
-Arms on the same trunk, data stream, optimizer and schedule (see jax_dfl/toy.py):
+Arms on the same trunk, data stream, optimizer and schedule (see toy.py beside this script):
 scalar heads trained with l1, smooth_l1 and l2; a 17-bin distribution head
 trained with L1 on its decoded expectation (dist_l1), one-hot cross-entropy,
 HL-Gauss cross-entropy and DFL. Seeds are trained together with vmap; seed s
@@ -37,9 +37,10 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
-from jax_dfl import parallel, toy
+from experiments.toy_regression import toy
+from jax_dfl import parallel
 from jax_dfl.environment import device_info
 from jax_dfl.histogram_losses import hl_gauss
 
@@ -532,7 +533,7 @@ def run_early(args: argparse.Namespace) -> dict:
             }
         summary[loss] = entry
     config = {
-        "command": "python experiments/toy_regression.py " + " ".join(args.argv),
+        "command": "python experiments/toy_regression/main.py " + " ".join(args.argv),
         "source": str(args.early),
         "source_command": cfg["command"],
         "losses": losses,
@@ -814,7 +815,7 @@ def run_extra(args: argparse.Namespace) -> dict:
     full = json.loads(args.extra[0].read_text())
     long = json.loads(args.extra[1].read_text()) if len(args.extra) > 1 else None
     extra = extra_comparisons(full, long)
-    extra["command"] = "python experiments/toy_regression.py " + " ".join(args.argv)
+    extra["command"] = "python experiments/toy_regression/main.py " + " ".join(args.argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "extra_comparisons.json").write_text(json.dumps(extra, indent=1))
     text = extra_markdown(extra)
@@ -948,7 +949,7 @@ def main(argv=None) -> dict:
 
     config = {
         "preset": args.preset,
-        "command": "python experiments/toy_regression.py "
+        "command": "python experiments/toy_regression/main.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "losses": losses,
         "seeds": seeds,

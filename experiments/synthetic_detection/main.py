@@ -1,6 +1,6 @@
 """Does DFL help small objects? Box regression losses on synthetic detection images.
 
-    python experiments/detection.py --preset quick --out runs/detection
+    python experiments/synthetic_detection/main.py --preset quick --out runs/detection
 
 Images of one small, one medium and one large rectangle on noise; a small
 anchor-free conv detector predicts the four side distances at every stride-4
@@ -26,9 +26,9 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
-from jax_dfl import toy_detection as td
+from experiments.synthetic_detection import toy_detection as td
 from jax_dfl.environment import device_info
 
 PRESETS = {
@@ -185,7 +185,8 @@ def main(argv=None) -> dict:
     plot(runs, args.losses, args.out / "iou_by_size.png", title)
     summary = (
         f"# Detection: box regression losses by object size\n\n"
-        f"`python experiments/detection.py --preset {args.preset}` on {device['device_count']} x "
+        f"`python experiments/synthetic_detection/main.py --preset {args.preset}` on "
+        f"{device['device_count']} x "
         f"{device['device_kind']} ({device['platform']}), jax {device['jax']}, {time.strftime('%Y-%m-%d')}; "
         f"{steps} steps, batch {preset['batch']}, seeds {seeds[0]}..{seeds[-1]}, {wall:.0f} s in all.\n\n"
         f"Per-object IoU on {n_test} held-out images (objects scored: "

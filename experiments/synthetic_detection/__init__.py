@@ -1,0 +1,1 @@
+"""synthetic_detection experiment (see the README)."""

@@ -1,0 +1,1 @@
+"""toy_regression experiment (see the README)."""
