@@ -23,7 +23,9 @@ from experiments.detection_study import data as data_lib
 from experiments.detection_study import evaluate as ev
 from experiments.detection_study import fetch_data, main
 from experiments.detection_study import synthetic as syn
+from experiments.detection_study.datasets import SyntheticData
 from experiments.detection_study.model import Detector, geometric_logit_bias, init_params
+from experiments.detection_study.train import TrainConfig
 from jax_dfl.evaluation import coco_evaluate
 
 # The two block images at the working scale 0.5 (height, width).
@@ -341,3 +343,27 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "| ciou_dfl-ciou |" in summary and "## synthetic" in summary
     # Paired: the same seed gives the same first batch to every arm, whatever the arm.
     assert results["config"]["seeds"] == [0, 1]
+
+    # The interleaved step timing on the same (already compiled) program, its plot and its table.
+    from experiments.detection_study import timing
+
+    fields = saved["synthetic"]["conditions"]["8"]["train_config"]
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    batch = SyntheticData(syn.SyntheticTask(), config, val_images=1, test_images=1).batch(0, 0)
+    measured = timing.time_arms(["ciou", "ciou_dfl"], config, batch, rounds=2, steps=1)
+    assert measured["ciou"]["ratio_to_ciou"] == 1.0 and len(measured["ciou_dfl"]["rounds"]) == 2
+    assert all(v["median_s_per_step"] > 0 for v in measured.values())
+    record = {
+        "device": saved["device"],
+        "date": "today",
+        "load_average_before": [0.0],
+        "load_average_after": [0.0],
+        "rounds": 2,
+        "steps_per_round": 1,
+        "command": "timing.py",
+        "synthetic_stride8": measured,
+    }
+    (out / "timing.json").write_text(json.dumps(record))
+    assert timing.plot_step_time(record, out) == ["curves_synthetic_stride8_step_time.png"]
+    main.main(["--out", str(out), "--summarise"])
+    assert "| ciou_dfl | " in (out / "summary.md").read_text().split("Seconds per training step")[1]

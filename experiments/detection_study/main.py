@@ -427,6 +427,32 @@ def summary_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def timing_markdown(timing: dict) -> str:
+    """The interleaved step timings of ``timing.py`` as a table: seconds per step and ratio to ciou."""
+    keys = [k for k, v in timing.items() if isinstance(v, dict) and "ciou" in v]
+    arms = list(timing[keys[0]]) if keys else []
+    device = timing["device"]
+    lines = [
+        "## Seconds per training step (interleaved)",
+        "",
+        f"`{timing['command']}` on {device['device_count']} x {device['device_kind']} "
+        f"({device['platform']}), {timing['date']}: median over {timing['rounds']} rounds of "
+        f"{timing['steps_per_round']} steps, arms' order rotated; load average before "
+        f"{timing['load_average_before'][0]:.1f}, after {timing['load_average_after'][0]:.1f}. "
+        "Milliseconds per step (ratio to ciou):",
+        "",
+        "| arm | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for arm in arms:
+        cells = [
+            f"{1e3 * timing[k][arm]['median_s_per_step']:.1f} ({timing[k][arm]['ratio_to_ciou']:.2f})"
+            for k in keys
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, ""])
+
+
 def _table(rows: dict, metrics: list[str]) -> list[str]:
     out = ["| | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name, values in rows.items():
@@ -455,7 +481,11 @@ def main(argv=None) -> dict:
                     results[key] = value
                 else:  # the cross-image run keeps its own section next to the main split's
                     results[key if "cross_image" not in tag else f"{key} (cross_image)"] = value
-        (args.out / "summary.md").write_text(summary_markdown(results))
+        timing = args.out / "timing.json"
+        text = summary_markdown(results)
+        if timing.exists():
+            text += timing_markdown(json.loads(timing.read_text()))
+        (args.out / "summary.md").write_text(text)
         return results
     preset = PRESETS[args.preset]
     arms, skipped = arms_lib.available(args.arms or preset["arms"])
