@@ -153,6 +153,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache", type=pathlib.Path, default=fetch_data.default_cache())
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--summarise", action="store_true", help="only rewrite summary.md from the JSON files")
+    p.add_argument(
+        "--pilot-only",
+        action="store_true",
+        help="only the pilot sweep (extra --lrs beyond the grid's edge, say), written to pilot_<data>.json",
+    )
     return p.parse_args(argv)
 
 
@@ -253,6 +258,8 @@ def real_study(args, preset, arms, seeds, lrs, bar) -> dict:
         "eval_config": dataclasses.asdict(dataset.eval_config),
     }
     out.update(run_arms(dataset, arms, seeds, lrs, config, bar))
+    if args.pilot_only:
+        return out
     runs, records = run_seeds(dataset, arms, seeds, out["chosen_lr"], bar)
     out["runs"] = runs
     strata = records[arms[0]][0].strata
@@ -306,6 +313,8 @@ def synthetic_study(args, preset, arms, seeds, lrs, bar) -> dict:
     pilot_data = dataset_for(spec["pilot_stride"])
     out = {"task": dataclasses.asdict(task), "pilot_stride": spec["pilot_stride"]}
     out.update(run_arms(pilot_data, arms, seeds, lrs, pilot_data.config, bar))
+    if args.pilot_only:
+        return out
     out["conditions"] = {}
     cells = []
     for stride in spec["strides"]:
@@ -378,6 +387,7 @@ def summary_markdown(results: dict) -> str:
             + ", ".join(f"{a} {lr:g}" for a, lr in res["chosen_lr"].items()),
             "",
         ]
+        lines += pilot_table(res["pilot"], res.get("pilot_extra", [])) + [""]
         if name.startswith("real"):
             iv = res["intervals"]
             edges = ", ".join(f"{e:.1f}" for e in res["data"]["tercile_edges_sqrt_area_px"])
@@ -389,6 +399,13 @@ def summary_markdown(results: dict) -> str:
             ]
             lines += _table(iv["AP"], REAL_METRICS) + [""]
             lines += ["Paired differences (arm - reference):", ""] + _table(iv["diff"], REAL_METRICS) + [""]
+            lines += [
+                "Further pairs, 95% t-interval over the seeds' test AP only (the blocks are not resampled, "
+                "so these are narrower than the bootstrap's would be):",
+                "",
+                *_table(seed_pairs(res["runs"], REAL_METRICS), REAL_METRICS),
+                "",
+            ]
             oos = {r["arm"]: [] for r in res["runs"]}
             for r in res["runs"]:
                 oos[r["arm"]].append(r["extra"].get("out_of_site", {}).get("AP", np.nan))
@@ -402,6 +419,8 @@ def summary_markdown(results: dict) -> str:
                 lines += [f"### stride {stride}", "", "Test AP, mean and 95% t-interval over seeds:", ""]
                 lines += _table(cond["AP"], SYN_METRICS) + [""]
                 lines += ["Paired differences:", ""] + _table(cond["diff"], SYN_METRICS) + [""]
+                lines += ["Further pairs (same t-interval):", ""]
+                lines += _table(seed_pairs(cond["runs"], SYN_METRICS), SYN_METRICS) + [""]
         lines += [
             "Spearman rank correlation of the distribution's spread with the box's IoU error "
             "(detections with IoU >= 0.5), mean over seeds, per size group:",
@@ -425,6 +444,49 @@ def summary_markdown(results: dict) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+# Pairs beyond the references: DFL against the best scalar loss here, and the variants against DFL.
+FURTHER_PAIRS = [("ciou_dfl", "l1"), ("ciou_dfl_log", "ciou_dfl"), ("ciou_hl_gauss", "ciou_dfl")]
+
+
+def seed_pairs(runs: list[dict], metrics: list[str]) -> dict:
+    """Paired t-intervals over seeds of ``FURTHER_PAIRS`` from each run's test metrics."""
+    per = {}
+    for r in runs:
+        per.setdefault(r["arm"], {})[r["seed"]] = r["test"]
+    out = {}
+    for a, b in FURTHER_PAIRS:
+        if a in per and b in per:
+            seeds = sorted(set(per[a]) & set(per[b]))
+            out[f"{a}-{b}"] = {
+                m: ev.t_interval([per[a][s][m] - per[b][s][m] for s in seeds]) for m in metrics
+            }
+    return out
+
+
+def pilot_table(pilot: list[dict], extra: list[dict]) -> list[str]:
+    """Final validation AP of the pilot seed per arm and peak learning rate (``extra``: later checks)."""
+    rows: dict[str, dict[float, float]] = {}
+    for entry in [*pilot, *extra]:
+        rows.setdefault(entry["arm"], {})[entry["lr"]] = entry["val_AP"]
+    lrs = sorted({lr for row in rows.values() for lr in row})
+    later = sorted({e["lr"] for e in extra} - {e["lr"] for e in pilot})
+    out = [
+        "Pilot (seed 1000): final validation AP per peak learning rate"
+        + (
+            f"; {', '.join(f'{lr:g}' for lr in later)} run afterwards to check the grid's edge"
+            if later
+            else ""
+        )
+        + ":",
+        "",
+        "| arm | " + " | ".join(f"{lr:g}" for lr in lrs) + " |",
+        "|---|" + "---|" * len(lrs),
+    ]
+    for arm, row in rows.items():
+        out.append(f"| {arm} | " + " | ".join(f"{row[lr]:.3f}" if lr in row else "" for lr in lrs) + " |")
+    return out
 
 
 def timing_markdown(timing: dict) -> str:
@@ -481,6 +543,10 @@ def main(argv=None) -> dict:
                     results[key] = value
                 else:  # the cross-image run keeps its own section next to the main split's
                     results[key if "cross_image" not in tag else f"{key} (cross_image)"] = value
+        for path in sorted(args.out.glob("pilot*.json")):
+            for key, value in json.loads(path.read_text()).items():
+                if key in results and isinstance(value, dict) and "pilot" in value:
+                    results[key]["pilot_extra"] = value["pilot"]
         timing = args.out / "timing.json"
         text = summary_markdown(results)
         if timing.exists():
@@ -511,13 +577,17 @@ def main(argv=None) -> dict:
     want_real = args.data in ("both", "real")
     have_real = data_available(args.cache)
     steps = {k: (args.steps or preset[k]["steps"]) for k in ("real", "synthetic")}
-    runs_per_arm = len(lrs) + len(seeds)
+    runs_per_arm = len(lrs) + (0 if args.pilot_only else len(seeds))
     total = 0
     if want_real and have_real:
         total += len(arms) * runs_per_arm * steps["real"]
     if args.data in ("both", "synthetic"):
         strides = preset["synthetic"]["strides"]
-        total += len(arms) * (len(lrs) + len(seeds) * len(strides)) * steps["synthetic"]
+        total += (
+            len(arms)
+            * (len(lrs) + (0 if args.pilot_only else len(seeds) * len(strides)))
+            * steps["synthetic"]
+        )
     with tqdm(total=total, desc="training", unit="step", mininterval=2.0) as bar:
         if want_real:
             if have_real:
@@ -532,6 +602,10 @@ def main(argv=None) -> dict:
     suffix = ("" if args.data == "both" else f"_{args.data}") + (
         "" if args.split == "blocks" else f"_{args.split}"
     )
+    if args.pilot_only:  # a check beside the study's results, merged into its summary by --summarise
+        (args.out / f"pilot{suffix}.json").write_text(json.dumps(results, indent=1, default=_json_default))
+        print(f"wrote pilot_{args.data}{suffix}.json in {results['config']['seconds_total']:.0f} s")
+        return results
     (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=_json_default))
     (args.out / "summary.md").write_text(summary_markdown(results))
     print(f"wrote {args.out} in {results['config']['seconds_total']:.0f} s")
