@@ -604,7 +604,7 @@ def main(argv=None) -> dict:
     )
     if args.pilot_only:  # a check beside the study's results, merged into its summary by --summarise
         (args.out / f"pilot{suffix}.json").write_text(json.dumps(results, indent=1, default=_json_default))
-        print(f"wrote pilot_{args.data}{suffix}.json in {results['config']['seconds_total']:.0f} s")
+        print(f"wrote pilot{suffix}.json in {results['config']['seconds_total']:.0f} s")
         return results
     (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=1, default=_json_default))
     (args.out / "summary.md").write_text(summary_markdown(results))
