@@ -273,18 +273,21 @@ def real_study(args, preset, arms, seeds, lrs, bar) -> dict:
     )
     out["bootstrap_seconds"] = time.perf_counter() - tic
     out["premise"] = premise_summary(runs)
+    tag = "real" if args.split == "blocks" else f"real_{args.split}"  # the cross-image run keeps its own
     plots.ap_by_size(
         out["intervals"]["AP"],
         REAL_METRICS,
-        args.out / "ap_by_size_real.png",
+        args.out / f"ap_by_size_{tag}.png",
         f"NEON crowns, test blocks: AP per arm ({len(seeds)} seeds; bootstrap 95% over seeds and blocks)",
     )
     plots.curves(
-        runs, args.out / "curves_real.png", "NEON crowns: validation AP (mean over seeds, min-max band)"
+        runs, args.out / f"curves_{tag}.png", "NEON crowns: validation AP (mean over seeds, min-max band)"
     )
     shown = [a for a in ("ciou", "ciou_dist", "ciou_dfl") if a in records] or arms[:3]
     plots.test_tiles(
-        dataset.test_views(3), {a: records[a][0].detections for a in shown}, args.out / "test_tiles_real.png"
+        dataset.test_views(3),
+        {a: records[a][0].detections for a in shown},
+        args.out / f"test_tiles_{tag}.png",
     )
     return out
 
