@@ -85,7 +85,7 @@ def check(root: pathlib.Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     root = pathlib.Path(args[0] if args else pathlib.Path(__file__).parent / "_build" / "html")
-    if not root.is_dir():
+    if not root.is_dir() or not _site_pages(root):
         print(f"no built site at {root}: run sphinx-build first", file=sys.stderr)
         return 2
     problems = check(root)

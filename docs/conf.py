@@ -66,7 +66,7 @@ def setup(app):
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 nb_execution_mode = "cache"
-nb_execution_timeout = 120  # seconds per cell; each tutorial runs in well under a minute on CPU
+nb_execution_timeout = 300  # seconds per cell, against hangs: each tutorial takes well under a minute
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True

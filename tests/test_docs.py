@@ -155,6 +155,7 @@ def test_link_checker_reports_missing_files_and_anchors(tmp_path):
     assert check_links.main([str(tmp_path)]) == 1
     (tmp_path / "index.html").write_text('<a href="sub/page.html#sec">ok</a>')
     assert check_links.main([str(tmp_path)]) == 0
+    assert check_links.main([str(tmp_path / "sub" / "nothing")]) == 2  # no site: not a pass
 
 
 def test_readme_links_into_the_site_resolve():
