@@ -38,7 +38,8 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "check_links.py"]
+# Files named _*.md are only included into other pages.
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "**/_*.md"]
 
 # --- API pages ---------------------------------------------------------------------------------
 autosummary_generate = False  # the API pages list every entry themselves (tests/test_docs.py)
