@@ -20,6 +20,7 @@ import operator
 from collections.abc import Sequence
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax

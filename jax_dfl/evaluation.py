@@ -239,7 +239,9 @@ def coco_evaluate(
     def coco(anns):
         # Built directly rather than with COCO.loadRes, which fails on an empty result list.
         api = COCO()
-        api.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in categories]}
+        # typeshed's pycocotools stubs type `dataset` as a full COCO file (image sizes and file names,
+        # segmentations, category names); COCO's index and COCOeval's bbox evaluation read only these.
+        api.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in categories]}  # pyright: ignore[reportAttributeAccessIssue]
         api.createIndex()
         return api
 

@@ -26,7 +26,7 @@ def gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
     *,
-    target: float = 0.0,
+    target: float | ArrayLike = 0.0,
 ) -> jax.Array:
     """``d loss(prediction, target) / d prediction`` at ``prediction = target + error``.
 
@@ -130,7 +130,7 @@ def distribution_gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
     *,
-    target: float,
+    target: float | ArrayLike,
     num_bins: int,
     width: float = 1.0,
     family: str | Callable[[jax.Array], jax.Array] = "gaussian",

@@ -12,7 +12,6 @@ named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 g
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +23,7 @@ from jax.typing import ArrayLike
 from jax_dfl import _checks
 
 
-def _bracket(targets: chex.Array, num_bins: int, bin_values: chex.Array | None = None):
+def _bracket(targets: jax.Array, num_bins: int, bin_values: jax.Array | None = None):
     """Left bin ``k``, the weights ``(w_k, w_{k+1})`` and the bin spacing of clipped targets.
 
     Uniform bins (``bin_values=None``) are the integers ``0 .. num_bins - 1``.

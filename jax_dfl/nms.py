@@ -12,6 +12,7 @@ named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 g
 from __future__ import annotations
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike

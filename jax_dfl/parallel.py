@@ -27,7 +27,13 @@ from jax_dfl import _checks
 DATA_AXIS = "data"
 
 
-def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = DATA_AXIS) -> Mesh:
+def data_mesh(
+    # jax.Device is a class of jaxlib's compiled extension, which has no type stubs: pyright sees
+    # an untyped variable there and refuses it in an annotation, though it is a class at runtime.
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
+    *,
+    axis_name: str = DATA_AXIS,
+) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``)."""
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
@@ -103,9 +109,9 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
             f"global_batch_size must divide by the mesh size {mesh.size}; got {global_batch_size}"
         )
     sharding = batch_sharding(mesh, 1)
+    indices = sharding.devices_indices_map((global_batch_size,))
     rows = sorted(
-        index[0].indices(global_batch_size)[:2]
-        for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()
+        indices[device][0].indices(global_batch_size)[:2] for device in sharding.addressable_devices
     )
     start, stop = rows[0][0], rows[-1][1]
     if any(a[1] != b[0] for a, b in itertools.pairwise(rows)):
