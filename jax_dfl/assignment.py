@@ -49,10 +49,10 @@ def task_aligned_assign(
     gt_mask: ArrayLike,
     *,
     top_k: int = 13,
-    alpha: float = 1.0,
-    beta: float = 6.0,
+    alpha: float | ArrayLike = 1.0,
+    beta: float | ArrayLike = 6.0,
     iou: str = "ciou",
-    eps: float = 1e-9,
+    eps: float | ArrayLike = 1e-9,
 ) -> Assignment:
     r"""Task-aligned assignment of ground-truth boxes to points (TOOD's TAL), one image.
 

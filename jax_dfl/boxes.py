@@ -78,7 +78,7 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
-def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     """IoU of paired xyxy boxes, element-wise over leading axes.
 
     The union is floored at ``eps > 0`` (not increased by it): exact whenever
@@ -102,7 +102,7 @@ def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Arr
     return iou_family(pred, target, "iou", eps)
 
 
-def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Generalized IoU loss ``1 - GIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -242,7 +242,7 @@ def _paired_boxes(pred: ArrayLike, target: ArrayLike, eps) -> tuple[jax.Array, j
     return _paired(pred, target)
 
 
-def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Distance-IoU loss ``1 - DIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -281,7 +281,7 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
     return 1 - iou_family(pred, target, "diou", eps)
 
 
-def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Complete-IoU loss ``1 - CIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -327,7 +327,9 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
     return 1 - iou_family(pred, target, "ciou", eps)
 
 
-def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 1e-9) -> jax.Array:
+def pairwise_iou(
+    a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
+) -> jax.Array:
     """IoU (or GIoU, DIoU, CIoU) of every box in ``a`` with every box in ``b``.
 
     ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``. For the
@@ -375,7 +377,7 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 
 
 
 def anchor_points(
-    feature_shapes: Sequence[Sequence[int]], strides: Sequence[float], *, offset: float = 0.5
+    feature_shapes: Sequence[Sequence[int]], strides: Sequence[float] | np.ndarray, *, offset: float = 0.5
 ) -> tuple[jax.Array, jax.Array]:
     """Pixel centres of every cell of a feature pyramid, and each one's stride.
 

@@ -18,7 +18,7 @@ def quality_focal_loss(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
-    beta: float = 2.0,
+    beta: float | ArrayLike = 2.0,
     where: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Sigmoid Quality Focal Loss (QFL), element-wise and unreduced.

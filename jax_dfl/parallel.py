@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedShardi
     return NamedSharding(mesh, P(*spec))
 
 
-def shard_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
+def shard_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Place every array in ``tree`` with its ``batch_axis`` split over the mesh.
 
     Leaves may be JAX or NumPy arrays. The batch axis of each must divide by
@@ -78,7 +79,7 @@ def _check_divisible(path, x, mesh: Mesh, batch_axis: int) -> None:
         )
 
 
-def constrain_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
+def constrain_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Inside ``jit``: keep ``batch_axis`` split over the mesh (the rules of :func:`shard_batch`)."""
 
     def constrain(path, x):
@@ -119,7 +120,7 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
     return slice(start, stop)
 
 
-def shard_process_local(tree, mesh: Mesh, *, batch_axis: int = 0):
+def shard_process_local(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Global batch-sharded arrays from each process's local slice of the batch.
 
     Every process calls it with its own rows (see :func:`process_batch_slice`);
@@ -134,7 +135,7 @@ def shard_process_local(tree, mesh: Mesh, *, batch_axis: int = 0):
     return jax.tree.map(place, tree)
 
 
-def replicate(tree, mesh: Mesh):
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """Global arrays replicated on every device of the mesh (parameters, optimizer state).
 
     Each process passes the same values (e.g. initialised from the same seed);
