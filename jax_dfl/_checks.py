@@ -1,4 +1,4 @@
-"""The input rules shared by every public function (see the README's "Input rules").
+"""The input rules shared by every public function (see ``docs/conventions.md``, "Input rules").
 
 Everything here runs on static information (shapes, dtypes, Python numbers),
 so a bad call fails while JAX traces it, with a message naming the argument
@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import overload
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
@@ -185,6 +187,10 @@ def prepare_targets(targets: ArrayLike, num_bins: int, bin_values: ArrayLike | N
     return targets.astype(dtype), num_bins, check_bin_values(bin_values, num_bins, dtype)
 
 
+@overload
+def check_bin_values(bin_values: None, num_bins: int, dtype) -> None: ...
+@overload
+def check_bin_values(bin_values: ArrayLike, num_bins: int, dtype) -> jax.Array: ...
 def check_bin_values(bin_values: ArrayLike | None, num_bins: int, dtype) -> jax.Array | None:
     """A 1-D, finite, strictly increasing array of ``num_bins`` bin positions, or None.
 

@@ -4,8 +4,8 @@ Everything is a fixed-shape array: ground truth is padded to ``G`` slots with a
 boolean ``gt_mask``, and the per-(gt, point) quantities are ``(G, A)`` arrays.
 Batch with :func:`jax.vmap`.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -49,10 +49,10 @@ def task_aligned_assign(
     gt_mask: ArrayLike,
     *,
     top_k: int = 13,
-    alpha: float = 1.0,
-    beta: float = 6.0,
+    alpha: float | ArrayLike = 1.0,
+    beta: float | ArrayLike = 6.0,
     iou: str = "ciou",
-    eps: float = 1e-9,
+    eps: float | ArrayLike = 1e-9,
 ) -> Assignment:
     r"""Task-aligned assignment of ground-truth boxes to points (TOOD's TAL), one image.
 

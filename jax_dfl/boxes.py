@@ -2,14 +2,14 @@
 
 Boxes are ``(x1, y1, x2, y2)`` ("xyxy") on the last axis; distances are
 ``(left, top, right, bottom)`` from a point to the box's sides. Coordinates
-may be float or int and are computed in at least float32 (the README's input
-rules). Paired boxes must have equal shapes; the one broadcast allowed is
+may be float or int and are computed in at least float32 (the input rules in
+``docs/conventions.md``). Paired boxes must have equal shapes; the one broadcast allowed is
 points shared across a batch: points ``(A, 2)`` against boxes ``(B, A, 4)``
 (``points.shape[:-1]`` a trailing part of the boxes' leading shape). The last
 axis must be exactly 2 or 4.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -20,6 +20,7 @@ import operator
 from collections.abc import Sequence
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -77,7 +78,7 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
-def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     """IoU of paired xyxy boxes, element-wise over leading axes.
 
     The union is floored at ``eps > 0`` (not increased by it): exact whenever
@@ -101,7 +102,7 @@ def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Arr
     return iou_family(pred, target, "iou", eps)
 
 
-def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Generalized IoU loss ``1 - GIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -241,7 +242,7 @@ def _paired_boxes(pred: ArrayLike, target: ArrayLike, eps) -> tuple[jax.Array, j
     return _paired(pred, target)
 
 
-def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Distance-IoU loss ``1 - DIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -280,7 +281,7 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
     return 1 - iou_family(pred, target, "diou", eps)
 
 
-def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.Array:
+def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Complete-IoU loss ``1 - CIoU`` of paired xyxy boxes, element-wise over leading axes.
 
     .. math::
@@ -326,7 +327,9 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float = 1e-9) -> jax.A
     return 1 - iou_family(pred, target, "ciou", eps)
 
 
-def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 1e-9) -> jax.Array:
+def pairwise_iou(
+    a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
+) -> jax.Array:
     """IoU (or GIoU, DIoU, CIoU) of every box in ``a`` with every box in ``b``.
 
     ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``. For the
@@ -374,7 +377,7 @@ def pairwise_iou(a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float = 
 
 
 def anchor_points(
-    feature_shapes: Sequence[Sequence[int]], strides: Sequence[float], *, offset: float = 0.5
+    feature_shapes: Sequence[Sequence[int]], strides: Sequence[float] | np.ndarray, *, offset: float = 0.5
 ) -> tuple[jax.Array, jax.Array]:
     """Pixel centres of every cell of a feature pyramid, and each one's stride.
 

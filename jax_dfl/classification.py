@@ -1,7 +1,7 @@
 """Quality Focal Loss: the classification half of Generalized Focal Loss.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -18,7 +18,7 @@ def quality_focal_loss(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
-    beta: float = 2.0,
+    beta: float | ArrayLike = 2.0,
     where: ArrayLike | None = None,
 ) -> jax.Array:
     r"""Sigmoid Quality Focal Loss (QFL), element-wise and unreduced.
@@ -55,7 +55,7 @@ def quality_focal_loss(
 
     Returns:
       The loss per element, shape ``logits.shape``, at least float32. Inputs
-      follow the README's input rules (floating logits, real targets of the
+      follow the input rules of ``docs/conventions.md`` (floating logits, real targets of the
       same shape, a boolean ``where``).
 
     References:

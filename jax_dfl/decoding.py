@@ -1,7 +1,7 @@
 """Turning a predicted bin distribution back into a value.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 

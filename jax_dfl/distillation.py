@@ -1,7 +1,7 @@
 """Localization Distillation: matching a teacher's bin distributions.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -18,7 +18,7 @@ def distribution_distillation_loss(
     student_logits: ArrayLike,
     teacher_logits: ArrayLike,
     *,
-    temperature: float = 10.0,
+    temperature: float | ArrayLike = 10.0,
     where: ArrayLike | None = None,
 ) -> jax.Array:
     r"""KL divergence from the teacher's to the student's softened bin distribution.
@@ -71,5 +71,5 @@ def distribution_distillation_loss(
     p_teacher = jnp.exp(log_p_teacher)
     # 0 log 0 = 0; spelled `== 0` (not `> 0`) so that a NaN teacher gives NaN, not 0.
     kl = jnp.sum(jnp.where(p_teacher == 0, 0, p_teacher * (log_p_teacher - log_p_student)), axis=-1)
-    kl = temperature**2 * kl
+    kl = kl * temperature**2
     return kl if where is None else jnp.where(where, kl, 0)

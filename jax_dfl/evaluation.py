@@ -5,8 +5,8 @@ and runs ``pycocotools``' ``COCOeval``, so the numbers are COCO's own. The
 ``pycocotools`` package is the optional extra ``eval`` (``pip install
 "jax_dfl[eval]"``); this module imports without it.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -239,7 +239,9 @@ def coco_evaluate(
     def coco(anns):
         # Built directly rather than with COCO.loadRes, which fails on an empty result list.
         api = COCO()
-        api.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in categories]}
+        # typeshed's pycocotools stubs type `dataset` as a full COCO file (image sizes and file names,
+        # segmentations, category names); COCO's index and COCOeval's bbox evaluation read only these.
+        api.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in categories]}  # pyright: ignore[reportAttributeAccessIssue]
         api.createIndex()
         return api
 

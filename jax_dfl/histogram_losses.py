@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -26,7 +25,7 @@ def _check_sigma(sigma) -> None:
     _checks.positive("sigma", sigma)
 
 
-def _edges(num_bins: int, bin_values: chex.Array | None, dtype) -> chex.Array:
+def _edges(num_bins: int, bin_values: jax.Array | None, dtype) -> jax.Array:
     """``num_bins + 1`` interval edges: midway between bin values, half a spacing beyond the ends."""
     if bin_values is None:
         return jnp.arange(num_bins + 1, dtype=dtype) - 0.5
@@ -36,7 +35,7 @@ def _edges(num_bins: int, bin_values: chex.Array | None, dtype) -> chex.Array:
     return jnp.concatenate([first[None], mid, last[None]])
 
 
-def _hl_gauss_probs(targets: chex.Array, edges: chex.Array, sigma) -> chex.Array:
+def _hl_gauss_probs(targets: jax.Array, edges: jax.Array, sigma) -> jax.Array:
     """``(..., num_bins)`` normalised bin masses.
 
     Each element is its own two erfs of constants and its row's target (no
@@ -55,7 +54,7 @@ def _hl_gauss_probs(targets: chex.Array, edges: chex.Array, sigma) -> chex.Array
     return (upper - lower) / total
 
 
-def _cross_entropy(logits: chex.Array, targets: chex.Array, sigma, edges: chex.Array) -> chex.Array:
+def _cross_entropy(logits: jax.Array, targets: jax.Array, sigma, edges: jax.Array) -> jax.Array:
     """``sum_i q_i (m - x_i) + log sum_i exp(x_i - m)`` per row, ``m`` the row max."""
     row_max = jnp.max(logits, axis=-1, keepdims=True)
     shift = lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0))

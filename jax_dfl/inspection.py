@@ -3,8 +3,8 @@
 These helpers use only ``jax.grad`` and ``jax.vmap`` on the loss you pass, so
 they work for any differentiable loss, including your own.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
@@ -26,7 +27,7 @@ def gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
     *,
-    target: float = 0.0,
+    target: float | ArrayLike = 0.0,
 ) -> jax.Array:
     """``d loss(prediction, target) / d prediction`` at ``prediction = target + error``.
 
@@ -80,19 +81,21 @@ def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, 
     return jnp.arange(num_bins, dtype=location.dtype), location[..., None]
 
 
-def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -> jax.Array:
+def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
     """Logits of a discretised Gaussian centred on ``location`` (in bin units)."""
     bins, location = _family_grid(location, num_bins, width)
     return -0.5 * jnp.square((bins - location) / width)
 
 
-def laplace_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0) -> jax.Array:
+def laplace_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
     """Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails."""
     bins, location = _family_grid(location, num_bins, width)
     return -jnp.abs(bins - location) / width
 
 
-def skewed_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0, skew: float = 2.0) -> jax.Array:
+def skewed_logits(
+    location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0, skew: float | ArrayLike = 2.0
+) -> jax.Array:
     """A two-piece Gaussian: mode at ``location``, scale ``width / skew`` left of it, ``width * skew`` right.
 
     Asymmetric (its mean lies right of its mode) with Gaussian tails on both sides.
@@ -105,14 +108,19 @@ def skewed_logits(location: ArrayLike, num_bins: int, *, width: float = 1.0, ske
 
 
 def bimodal_logits(
-    location: ArrayLike, num_bins: int, *, width: float = 1.0, offset: float = 3.0, weight: float = 0.3
+    location: ArrayLike,
+    num_bins: int,
+    *,
+    width: float | ArrayLike = 1.0,
+    offset: float | ArrayLike = 3.0,
+    weight: float | ArrayLike = 0.3,
 ) -> jax.Array:
     """Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``."""
     bins, location = _family_grid(location, num_bins, width)
     _checks.positive("weight", weight)
-    if _checks.is_concrete(weight) and not float(weight) < 1:
+    if _checks.is_concrete(weight) and not float(np.asarray(weight)) < 1:
         raise ValueError(f"weight must be in (0, 1) (the second mode's share); got {weight!r}")
-    main = jnp.log1p(-weight) - 0.5 * jnp.square((bins - location) / width)
+    main = jnp.log1p(jnp.negative(weight)) - 0.5 * jnp.square((bins - location) / width)
     side = jnp.log(weight) - 0.5 * jnp.square((bins - location - offset) / width)
     return jnp.logaddexp(main, side)
 
@@ -130,9 +138,9 @@ def distribution_gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
     *,
-    target: float,
+    target: float | ArrayLike,
     num_bins: int,
-    width: float = 1.0,
+    width: float | ArrayLike = 1.0,
     family: str | Callable[[jax.Array], jax.Array] = "gaussian",
 ) -> DistributionGradients:
     """Gradients of a distribution loss at distributions centred ``error`` away from the target.

@@ -5,14 +5,13 @@ A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
 by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
 expectation of the two-hot distribution is ``y`` itself.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +23,7 @@ from jax.typing import ArrayLike
 from jax_dfl import _checks
 
 
-def _bracket(targets: chex.Array, num_bins: int, bin_values: chex.Array | None = None):
+def _bracket(targets: jax.Array, num_bins: int, bin_values: jax.Array | None = None):
     """Left bin ``k``, the weights ``(w_k, w_{k+1})`` and the bin spacing of clipped targets.
 
     Uniform bins (``bin_values=None``) are the integers ``0 .. num_bins - 1``.

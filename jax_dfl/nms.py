@@ -4,14 +4,15 @@ The kept set is the textbook greedy one (torchvision's ``nms`` / ``batched_nms``
 computed without a ``(k, k)`` IoU matrix: one IoU row per *kept* box, so the
 work is ``O(max_detections * k)`` and the memory ``O(k)`` after one sort.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike

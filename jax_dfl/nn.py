@@ -1,7 +1,7 @@
 """Flax NNX building blocks for distribution regression heads.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -30,7 +30,7 @@ class DistributionHead(nnx.Module):
       (8, 4, 17)
     """
 
-    def __init__(self, in_features: int, *, num_outputs: int, num_bins: int, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, *, num_outputs: int, num_bins: int, rngs: nnx.Rngs) -> None:
         in_features = _checks.positive_int("in_features", in_features)
         num_outputs = _checks.positive_int("num_outputs", num_outputs)
         num_bins = _checks.check_num_bins(num_bins)

@@ -6,8 +6,8 @@ computation and inserts the gradient all-reduce. Nothing here is specific to
 one host: after ``jax.distributed.initialize()`` the same mesh spans every
 process's devices.
 
-Every public function here follows the input rules written once in the README
-("Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
+Every public function here follows the input rules written once in the docs
+(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,13 @@ from jax_dfl import _checks
 DATA_AXIS = "data"
 
 
-def data_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = DATA_AXIS) -> Mesh:
+def data_mesh(
+    # jax.Device is a class of jaxlib's compiled extension, which has no type stubs: pyright sees
+    # an untyped variable there and refuses it in an annotation, though it is a class at runtime.
+    devices: Sequence[jax.Device] | None = None,  # pyright: ignore[reportInvalidTypeForm]
+    *,
+    axis_name: str = DATA_AXIS,
+) -> Mesh:
     """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``)."""
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
@@ -45,7 +52,7 @@ def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedShardi
     return NamedSharding(mesh, P(*spec))
 
 
-def shard_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
+def shard_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Place every array in ``tree`` with its ``batch_axis`` split over the mesh.
 
     Leaves may be JAX or NumPy arrays. The batch axis of each must divide by
@@ -72,7 +79,7 @@ def _check_divisible(path, x, mesh: Mesh, batch_axis: int) -> None:
         )
 
 
-def constrain_batch(tree, mesh: Mesh, *, batch_axis: int = 0):
+def constrain_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Inside ``jit``: keep ``batch_axis`` split over the mesh (the rules of :func:`shard_batch`)."""
 
     def constrain(path, x):
@@ -103,9 +110,9 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
             f"global_batch_size must divide by the mesh size {mesh.size}; got {global_batch_size}"
         )
     sharding = batch_sharding(mesh, 1)
+    indices = sharding.devices_indices_map((global_batch_size,))
     rows = sorted(
-        index[0].indices(global_batch_size)[:2]
-        for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()
+        indices[device][0].indices(global_batch_size)[:2] for device in sharding.addressable_devices
     )
     start, stop = rows[0][0], rows[-1][1]
     if any(a[1] != b[0] for a, b in itertools.pairwise(rows)):
@@ -113,7 +120,7 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
     return slice(start, stop)
 
 
-def shard_process_local(tree, mesh: Mesh, *, batch_axis: int = 0):
+def shard_process_local(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     """Global batch-sharded arrays from each process's local slice of the batch.
 
     Every process calls it with its own rows (see :func:`process_batch_slice`);
@@ -128,7 +135,7 @@ def shard_process_local(tree, mesh: Mesh, *, batch_axis: int = 0):
     return jax.tree.map(place, tree)
 
 
-def replicate(tree, mesh: Mesh):
+def replicate(tree: Any, mesh: Mesh) -> Any:
     """Global arrays replicated on every device of the mesh (parameters, optimizer state).
 
     Each process passes the same values (e.g. initialised from the same seed);

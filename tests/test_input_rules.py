@@ -1,4 +1,4 @@
-"""One set of input rules, checked for every public function (the README's "Input rules").
+"""One set of input rules, checked for every public function (``docs/conventions.md``, "Input rules").
 
 Each public function is described once in ``CASES`` (its array arguments with
 their kinds and a valid value, its hyper-parameters with bad values); the
