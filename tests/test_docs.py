@@ -7,7 +7,6 @@ Reads the Markdown sources under docs/ (Sphinx is not needed); the site itself i
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import pathlib
 import re
 import types
@@ -19,6 +18,7 @@ import jax_dfl.evaluation
 import jax_dfl.inspection
 import jax_dfl.nn
 import jax_dfl.parallel
+from tests.public_api import public_names
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -33,20 +33,8 @@ DIRECTIVE = re.compile(
 
 
 def _public_names(module: types.ModuleType) -> set[str]:
-    """Fully qualified public names: ``__all__``, else the functions and classes the module
-    defines and its upper-case constants (as tests/test_input_rules.py, plus the constants)."""
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [
-            n
-            for n, v in vars(module).items()
-            if not n.startswith("_")
-            and (
-                ((inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == module.__name__)
-                or (n.isupper() and not (inspect.ismodule(v) or inspect.isclass(v) or callable(v)))
-            )
-        ]
-    return {f"{module.__name__}.{n}" for n in names}
+    """Fully qualified public names, the upper-case constants included."""
+    return {f"{module.__name__}.{n}" for n in public_names(module, constants=True)}
 
 
 def _documented_names() -> dict[str, str]:

@@ -10,7 +10,6 @@ named in ``ELSEWHERE``), so later functions cannot skip the rules.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 
 import jax
@@ -24,6 +23,7 @@ import jax_dfl.inspection
 import jax_dfl.nn
 import jax_dfl.parallel
 from jax_dfl import parallel
+from tests.public_api import public_names
 
 FLOATING, REAL, MASK, INTEGER = "floating", "real", "mask", "integer"
 K = 9  # bins
@@ -360,16 +360,7 @@ ELSEWHERE = {
 
 
 def _public(module, prefix: str) -> set[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [
-            n
-            for n, v in vars(module).items()
-            if not n.startswith("_")
-            and getattr(v, "__module__", None) == module.__name__
-            and (inspect.isfunction(v) or inspect.isclass(v))
-        ]
-    return {prefix + n for n in names if not n.isupper()}
+    return {prefix + n for n in public_names(module) if not n.isupper()}
 
 
 def test_every_public_name_is_swept():

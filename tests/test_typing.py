@@ -22,21 +22,14 @@ import jax_dfl.evaluation
 import jax_dfl.inspection
 import jax_dfl.nn
 import jax_dfl.parallel
+from tests.public_api import MODULES as PUBLIC_MODULES
+from tests.public_api import public_names
 
-MODULES = [jax_dfl, jax_dfl.nn, jax_dfl.inspection, jax_dfl.parallel, jax_dfl.evaluation]
+MODULES = list(PUBLIC_MODULES)
 
 
 def _public(module) -> list[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [
-            n
-            for n, v in vars(module).items()
-            if not n.startswith("_")
-            and getattr(v, "__module__", None) == module.__name__
-            and (inspect.isfunction(v) or inspect.isclass(v))
-        ]
-    return sorted(names)
+    return public_names(module)
 
 
 def _is_namedtuple(cls: type) -> bool:
