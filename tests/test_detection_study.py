@@ -367,3 +367,14 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert timing.plot_step_time(record, out) == ["curves_synthetic_stride8_step_time.png"]
     main.main(["--out", str(out), "--summarise"])
     assert "| ciou_dfl | " in (out / "summary.md").read_text().split("Seconds per training step")[1]
+
+    # The tile figure's script retrains seed 0 and gets the study's own test AP back exactly.
+    from experiments.detection_study import tiles
+
+    (out / "test_tiles_real.png").unlink()
+    check = tiles.main(
+        ["--out", str(out), "--cache", str(cache), "--block", "64", "--arms", "ciou", "ciou_dfl"]
+    )
+    for arm in ("ciou", "ciou_dfl"):
+        assert check[arm]["AP_now"] == pytest.approx(check[arm]["AP_in_study"], abs=1e-9)
+    assert (out / "test_tiles_real.png").stat().st_size > 1000
