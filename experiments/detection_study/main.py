@@ -98,9 +98,9 @@ PRESETS = {
             "chunk": 8,  # the real data's inference batch: one compiled forward per arm for both
         },
     },
-    # 2 CPU cores (shared with one other job when measured): ~60 min for the real data (48 runs of 400
-    # steps at 0.12-0.2 s/step, ~7 s of evaluation a run) and ~40 min for the synthetic controls
-    # (78 runs of 300 steps at 0.07-0.1 s/step). The resolution test uses strides 4 and 8 here
+    # 2 CPU cores: the real data's 48 runs of 400 steps took 5200 s and the synthetic controls' 78 runs
+    # of 300 steps 2828 s, run side by side with other jobs (0.115-0.13 and 0.03-0.066 s a step when
+    # timed interleaved: about 40-45 and 25 min alone). The resolution test uses strides 4 and 8 here
     # (a stride-2 step costs 3-5x a stride-4 one on CPU); the accelerator preset runs 2, 4 and 8.
     "full": {
         "arms": list(arms_lib.ARMS),
