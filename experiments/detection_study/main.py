@@ -43,7 +43,7 @@ from experiments.detection_study import synthetic as syn  # noqa: E402
 from experiments.detection_study.data import data_available  # noqa: E402
 from experiments.detection_study.datasets import RealData, SyntheticData, size_edges_for  # noqa: E402
 from experiments.detection_study.train import TrainConfig, train  # noqa: E402
-from jax_dfl.environment import device_info  # noqa: E402
+from experiments.common.records import device_info  # noqa: E402
 
 PILOT_SEED = 1000
 REAL_METRICS = ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP_T1", "AP_T2", "AP_T3"]

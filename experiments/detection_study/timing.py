@@ -36,7 +36,7 @@ from experiments.detection_study import synthetic as syn  # noqa: E402
 from experiments.detection_study.data import data_available, load_real, sample_tiles, split_blocks  # noqa: E402
 from experiments.detection_study.model import init_params  # noqa: E402
 from experiments.detection_study.train import TrainConfig, build_model, compiled_step, make_optimizer  # noqa: E402
-from jax_dfl.environment import device_info  # noqa: E402
+from experiments.common.records import device_info  # noqa: E402
 
 
 def real_config(batch: int = 16) -> TrainConfig:

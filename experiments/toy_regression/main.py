@@ -41,7 +41,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from
 
 from experiments.toy_regression import toy
 from jax_dfl import parallel
-from jax_dfl.environment import device_info
+from experiments.common.records import device_info
 from jax_dfl.histogram_losses import hl_gauss
 
 PRESETS = {
