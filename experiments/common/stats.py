@@ -62,8 +62,8 @@ def t_two_sided_p(t: float, df: int) -> float:
 def t_quantile(probability: float, df: int) -> float:
     """Quantile of Student's t (bisection on :func:`t_central_mass` to float precision).
 
-      >>> round(t_quantile(0.975, 2), 6)  # closed form for df = 2: 0.95 * sqrt(2 / (1 - 0.95**2))
-      4.302653
+    >>> round(t_quantile(0.975, 2), 6)  # closed form for df = 2: 0.95 * sqrt(2 / (1 - 0.95**2))
+    4.302653
     """
     if not 0.0 < probability < 1.0:
         raise ValueError(f"probability must be in (0, 1); got {probability}")
