@@ -326,7 +326,8 @@ def test_smoke_preset_end_to_end(tmp_path):
         assert set(part["chosen_lr"]) == {"ciou", "ciou_dfl"}
         # ciou: 3 learning rates; ciou_dfl: 3 learning rates x 2 auxiliary gains; one pilot seed.
         assert len(part["pilot"]) == 3 + 3 * 2
-        assert set(part["tests"]) and all("p_sign_flip_holm" in t["ciou_dfl-ciou"] for t in part["tests"].values())
+        tests = part["tests"].values()
+        assert tests and all("p_sign_flip_holm" in t["ciou_dfl-ciou"] for t in tests)
     real = saved["real"]
     assert len(real["runs"]) == 2 * 2  # arms x seeds
     assert {"blocks", "split"} <= real["data"].keys()

@@ -118,6 +118,7 @@ def train_and_record(
     store: RunStore,
     *,
     phase: str,
+    mode: str = "vmap",
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Train one vmapped batch and write every run's record (test metrics for the reported phase)."""
@@ -129,6 +130,7 @@ def train_and_record(
         batch_fn=dataset.batch,
         validate=lambda m: dataset.validate(spec, m),
         progress=progress,
+        mode=mode,
     )
     for run, result in zip(batch, results, strict=True):
         record = {
@@ -159,6 +161,7 @@ def run_phase(
     *,
     phase: str,
     max_batch: int,
+    mode: str = "vmap",
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, int]:
@@ -172,7 +175,7 @@ def run_phase(
                     progress(len(batch) * condition.dataset.config.steps)
                 continue
             tic = time.perf_counter()
-            train_and_record(batch, condition, store, phase=phase, progress=progress)
+            train_and_record(batch, condition, store, phase=phase, mode=mode, progress=progress)
             counts["trained"] += len(batch)
             log(f"{condition.name} {phase} {arm}: {len(batch)} runs in {time.perf_counter() - tic:.0f} s")
     return counts
@@ -214,6 +217,7 @@ def run_data(
         pilot_store,
         phase="pilot",
         max_batch=config.max_batch,
+        mode=config.batch_mode,
         progress=progress,
         log=log,
     )
@@ -230,6 +234,7 @@ def run_data(
             RunStore(out / "records" / condition.name),
             phase="reported",
             max_batch=config.max_batch,
+            mode=config.batch_mode,
             progress=progress,
             log=log,
         )

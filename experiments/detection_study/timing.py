@@ -1,6 +1,6 @@
 """Seconds per training step of every arm, measured interleaved on a quiet machine.
 
-    python experiments/detection_study/timing.py --out results/detection_study
+    python -m experiments.detection_study.timing --out results/detection_study
 
 The study's own wall-clock curves time each run as it trains, one arm after another: on a
 shared machine, load that changes between arms becomes a difference between arms. This script
@@ -167,7 +167,7 @@ def main(argv=None) -> dict:
         "load_average_before": os.getloadavg(),
         "rounds": args.rounds,
         "steps_per_round": args.steps,
-        "command": "python experiments/detection_study/timing.py "
+        "command": "python -m experiments.detection_study.timing "
         + " ".join(sys.argv[1:] if argv is None else argv),
     }
     total = len(jobs) * len(args.arms) * args.rounds * args.steps

@@ -147,11 +147,22 @@ def compiled_step(arm_name: str, config: TrainConfig):
 
 
 @functools.cache
-def compiled_batch_step(arm_name: str, config: TrainConfig, runs: int):
-    """:func:`compiled_step` vmapped over a leading axis of ``runs`` runs (every argument batched)."""
+def compiled_batch_step(arm_name: str, config: TrainConfig, runs: int, mode: str = "vmap"):
+    """:func:`compiled_step` over a leading axis of ``runs`` runs (every argument batched), in one program.
+
+    ``mode="vmap"``: ``jax.vmap`` (the convolutions become grouped convolutions: fast on an
+    accelerator, slow on XLA's CPU backend); ``"map"``: ``jax.lax.map``, the runs one after another
+    inside the program (each run's step as when alone; no speed-up, one compilation).
+    """
     arm = ARMS[arm_name]
     graphdef, params = nnx.split(nnx.eval_shape(lambda: build_model(arm, config.strides, 0)))
-    step = jax.vmap(_step_fn(arm, graphdef, config))
+    one = _step_fn(arm, graphdef, config)
+    if mode == "vmap":
+        step = jax.vmap(one)
+    elif mode == "map":
+        step = lambda *args: jax.lax.map(lambda xs: one(*xs), args)
+    else:
+        raise ValueError(f"mode must be 'vmap' or 'map'; got {mode!r}")
     tx = make_optimizer(config)
     stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((runs, *x.shape), x.dtype), params)
     opt_state = jax.eval_shape(jax.vmap(tx.init), stacked)
@@ -270,6 +281,7 @@ def train_batch(
     batch_fn: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
     validate: Callable[[Detector], dict[str, float]],
     progress: Callable[[int], None] | None = None,
+    mode: str = "vmap",
 ) -> list[RunResult]:
     """Train ``runs`` (one arm) together under ``jax.vmap``; one :class:`RunResult` per run, in order.
 
@@ -281,7 +293,7 @@ def train_batch(
     if len(arms) != 1:
         raise ValueError(f"one arm per vmapped batch; got {sorted(arms)}")
     arm_name = runs[0].arm
-    step, graphdef, compile_seconds = compiled_batch_step(arm_name, config, len(runs))
+    step, graphdef, compile_seconds = compiled_batch_step(arm_name, config, len(runs), mode)
     abstract = nnx.eval_shape(lambda: build_model(ARMS[arm_name], config.strides, 0))
     per_run = [init_params(abstract, r.seed)[1] for r in runs]
     params = jax.tree.map(lambda *xs: jnp.stack(xs), *per_run)

@@ -51,6 +51,10 @@ class StudyConfig:
     seeds: int = 5
     first_seed: int = 0
     max_batch: int = 8  # runs per vmapped program (seeds x grid points of one arm)
+    # "vmap": one batched program (meant for an accelerator). On this project's 2-core CPU a vmapped
+    # step of 4 runs took 0.35x the throughput of 4 runs alone and "map" (lax.map) 0.10x
+    # (python -m experiments.benchmark --part vmap): on CPU, use --max-batch 1.
+    batch_mode: str = "vmap"
     replicates: int = 1000  # the real data's bootstrap
     references: tuple[str, ...] = ("ciou", "ciou_dist")  # paired differences against these
     # Further pairs (arm, reference), reported and in the Holm family with the reference pairs.
