@@ -435,9 +435,10 @@ def print_vmapped_report(result: dict) -> None:
     print(f"\nseeds in one program ({result['arm']}, {result['config']}):")
     print(f"  one run: {result['one_run_s_per_step'] * 1e3:.1f} ms/step")
     for b, r in result["vmapped"].items():
+        runs, mode = b.split()
         print(
-            f"  {b} runs ({'jax.vmap' if b.endswith('vmap') else 'lax.map'}): {r['s_per_step'] * 1e3:.1f} ms/step "
-            f"({r['speedup_vs_sequential']:.2f}x {b.split()[0]} sequential runs)"
+            f"  {runs} runs ({'jax.vmap' if mode == 'vmap' else 'lax.map'}): "
+            f"{r['s_per_step'] * 1e3:.1f} ms/step ({r['speedup_vs_sequential']:.2f}x {runs} sequential runs)"
         )
 
 
