@@ -20,10 +20,10 @@ a fraction of an elementwise device copy (read + write) measured in the same run
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
-import sys
 import time
 
 import jax
@@ -31,10 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
-
 import jax_dfl
-from jax_dfl.environment import device_info
+from experiments.common.records import device_info
 
 TARGETS = {
     # name: (numerator, denominator, kind, target, stretch)
@@ -337,7 +335,9 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--json", type=pathlib.Path)
-    p.add_argument("--part", choices=["dfl", "detection", "all"], default="all")
+    p.add_argument("--part", choices=["dfl", "detection", "vmap", "all"], default="all")
+    p.add_argument("--runs", type=int, nargs="+", default=[4, 8], help="vmapped batch sizes (--part vmap)")
+    p.add_argument("--vmap-steps", type=int, default=5, help="timed steps per round (--part vmap)")
     p.add_argument("--images", type=int, default=64, help="images in the detection part")
     args = p.parse_args(argv)
 
@@ -347,7 +347,7 @@ def main(argv=None) -> dict:
     # A shared machine's load skews absolute times (paired ratios much less): record it.
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
-    results, detection = [], None
+    results, detection, vmapped = [], None, None
     if args.part in ("dfl", "all"):
         results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
         for r in results:
@@ -355,6 +355,9 @@ def main(argv=None) -> dict:
     if args.part in ("detection", "all"):
         detection = bench_detection(args.repeats, args.images)
         print_detection_report(detection)
+    if args.part in ("vmap", "all"):
+        vmapped = bench_vmapped_runs(args.runs, steps=args.vmap_steps, rounds=max(2, args.repeats // 5))
+        print_vmapped_report(vmapped)
     if info["load_average_1_5_15_min_at_start"] is not None:
         info["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
     out = {
@@ -362,12 +365,81 @@ def main(argv=None) -> dict:
         "config": vars(args) | {"json": str(args.json)},
         "results": results,
         "detection": detection,
+        "vmapped_runs": vmapped,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     return out
+
+
+# --- seeds in one program: a detection training step, one run against B runs vmapped --------------
+
+
+def bench_vmapped_runs(batch_sizes, *, steps: int = 5, rounds: int = 3, arm: str = "ciou_dfl") -> dict:
+    """Seconds per training step of the detection study's synthetic stride-8 program (16 images of
+    128 px a step): one run alone, and ``B`` runs (seeds) stacked and vmapped in one program; the
+    speed-up is ``B x (one run's step) / (the vmapped step)`` against ``B`` sequential runs."""
+    from flax import nnx
+
+    from experiments.detection_study import synthetic as syn
+    from experiments.detection_study.arms import ARMS
+    from experiments.detection_study.model import init_params
+    from experiments.detection_study.train import (
+        TrainConfig,
+        build_model,
+        compiled_batch_step,
+        compiled_step,
+        make_optimizer,
+    )
+
+    task = syn.SyntheticTask()
+    config = TrainConfig(steps=300, batch=16, tile=task.image_size, strides=(8,), max_gt=task.objects)
+    images, boxes, mask, _ = syn.make_batch(np.random.default_rng(0), task, config.batch)
+    abstract = nnx.eval_shape(lambda: build_model(ARMS[arm], config.strides, 0))
+    tx = make_optimizer(config)
+
+    def timed(step, params, opt_state, data, lr, gain):
+        params, opt_state, value, _ = step(params, opt_state, *data, lr, gain)  # warm up
+        jax.block_until_ready(value)
+        per_round = []
+        for _ in range(rounds):
+            tic = time.perf_counter()
+            for _ in range(steps):
+                params, opt_state, value, _ = step(params, opt_state, *data, lr, gain)
+            jax.block_until_ready(value)
+            per_round.append((time.perf_counter() - tic) / steps)
+        return float(np.median(per_round))
+
+    single, _, _ = compiled_step(arm, config)
+    params = init_params(abstract, 0)[1]
+    one = timed(single, params, tx.init(params), (images, boxes, mask), jnp.float32(1e-3), jnp.float32(0.4))
+    out = {
+        "arm": arm,
+        "config": "synthetic stride 8, batch 16, 128 px",
+        "one_run_s_per_step": one,
+        "vmapped": {},
+    }
+    for b, mode in itertools.product(batch_sizes, ("vmap", "map")):
+        step, _, _ = compiled_batch_step(arm, config, b, mode)
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[init_params(abstract, s)[1] for s in range(b)])
+        data = tuple(np.broadcast_to(x, (b, *x.shape)).copy() for x in (images, boxes, mask))
+        lrs, gains = jnp.full((b,), 1e-3, jnp.float32), jnp.full((b,), 0.4, jnp.float32)
+        seconds = timed(step, stacked, jax.vmap(tx.init)(stacked), data, lrs, gains)
+        out["vmapped"][f"{b} {mode}"] = {"s_per_step": seconds, "speedup_vs_sequential": b * one / seconds}
+    return out
+
+
+def print_vmapped_report(result: dict) -> None:
+    print(f"\nseeds in one program ({result['arm']}, {result['config']}):")
+    print(f"  one run: {result['one_run_s_per_step'] * 1e3:.1f} ms/step")
+    for b, r in result["vmapped"].items():
+        runs, mode = b.split()
+        print(
+            f"  {runs} runs ({'jax.vmap' if mode == 'vmap' else 'lax.map'}): "
+            f"{r['s_per_step'] * 1e3:.1f} ms/step ({r['speedup_vs_sequential']:.2f}x {runs} sequential runs)"
+        )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 =================  ===========================================================================
 ``l1``             scalar head (softplus distances); L1 on the four distances in bins
 ``ciou``           scalar head; 1 - CIoU of the decoded box
+``ciou_l1``        scalar head; 1 - CIoU, plus gain x L1 on the four distances in bins
 ``ciou_dist``      distribution head decoded by expectation, 1 - CIoU only (no DFL): the head's
                    effect without the loss's
+``ciou_dist_l1``   distribution head decoded by expectation; 1 - CIoU, plus gain x L1 on the decoded
+                   distances (no two-hot target): the distribution head with a scalar second term
 ``ciou_dfl``       distribution head, :func:`jax_dfl.yolo_box_loss` (CIoU + DFL, YOLOv8's box loss)
 ``ciou_dfl_log``   as ``ciou_dfl`` with log-spaced bin values (DFL with ``bin_values``)
 ``ciou_hl_gauss``  distribution head, CIoU + HL-Gauss cross-entropy (:func:`jax_dfl.hl_gauss_loss`)
@@ -13,7 +16,9 @@
 Every arm's per-image loss is ``(box_term, distribution_term)`` summed over the
 foreground with the assigner's soft score of each point as its weight, divided
 by the batch's summed target score (``normalizer``), as YOLOv8 normalises. The
-trainer multiplies them by the gains ``box_gain`` and ``dfl_gain``.
+trainer multiplies the first by ``box_gain`` and the second (the auxiliary term) by
+the run's gain, a traced value (default ``TrainConfig.dist_gain``); arms without an
+auxiliary term (``Arm.auxiliary`` false) return 0 for it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,11 @@ class Arm:
     requires: str | None = None  # a module that must import for the arm to run
 
     @property
+    def auxiliary(self) -> bool:
+        """Whether the arm has a second box term weighed by the (tuned) auxiliary gain."""
+        return self.name not in ("l1", "ciou", "ciou_dist")
+
+    @property
     def num_bins(self) -> int | None:
         return NUM_BINS if self.distribution else None
 
@@ -72,7 +82,9 @@ ARMS: dict[str, Arm] = {
     for arm in (
         Arm("l1", distribution=False),
         Arm("ciou", distribution=False),
+        Arm("ciou_l1", distribution=False),
         Arm("ciou_dist", distribution=True),
+        Arm("ciou_dist_l1", distribution=True),
         Arm("ciou_dfl", distribution=True),
         Arm("ciou_dfl_log", distribution=True, log_bins=True),
         Arm("ciou_hl_gauss", distribution=True),
@@ -142,6 +154,11 @@ def box_loss(
     iou_term = _weighted(ciou_loss(safe_pred, safe_targets), weight, foreground, normalizer)
     if arm.name in ("ciou", "ciou_dist"):
         return iou_term, zero
+    if arm.name in ("ciou_l1", "ciou_dist_l1"):  # L1 on the (decoded) distances in bins
+        pred_bins = arm.distances(box_out)
+        return iou_term, _weighted(
+            jnp.mean(jnp.abs(pred_bins - target_bins), -1), weight, foreground, normalizer
+        )
     sides = jnp.broadcast_to(foreground[:, None], target_bins.shape)
     if arm.name == "ciou_dfl_log":
         dist = distribution_focal_loss(box_out, target_bins, where=sides, bin_values=arm.bin_values)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.common import stats as common_stats
 from jax_dfl import anchor_points, distribution_stats, non_max_suppression
 from jax_dfl.evaluation import COCO_AREA_RANGES
 
@@ -313,51 +314,9 @@ def ap_from_matches(matches: Matches, counts: np.ndarray | None = None) -> dict[
 
 # --- intervals ------------------------------------------------------------------------------------
 
-# Two-sided 95% Student t quantiles t_{0.975, df}, df = 1..30 (beyond: the normal's 1.96 is within 2%).
-_T975 = (
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-)
-
-
-def t_interval(differences: Sequence[float]) -> dict[str, float]:
-    """Mean and 95% t-interval of paired per-seed differences."""
-    d = np.asarray(differences, np.float64)
-    d = d[~np.isnan(d)]
-    n = len(d)
-    mean = float(d.mean()) if n else np.nan
-    if n < 2:
-        return {"mean": mean, "lo": np.nan, "hi": np.nan, "n": n}
-    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * d.std(ddof=1) / np.sqrt(n)
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+# The t-interval and the bootstrap's resampling live in experiments/common/stats.py (tested there).
+t_interval = common_stats.t_interval
+bootstrap_counts = common_stats.bootstrap_counts
 
 
 def nanmean(values) -> float:
@@ -365,16 +324,6 @@ def nanmean(values) -> float:
     v = np.asarray(values, np.float64)
     v = v[~np.isnan(v)]
     return float(v.mean()) if v.size else np.nan
-
-
-def bootstrap_counts(rng: np.random.Generator, strata: np.ndarray) -> np.ndarray:
-    """Multiplicities of one stratified resample: within each stratum (source image), draw as many
-    blocks as it has, with replacement."""
-    counts = np.zeros(len(strata), int)
-    for s in np.unique(strata):
-        members = np.flatnonzero(strata == s)
-        np.add.at(counts, rng.choice(members, len(members)), 1)
-    return counts
 
 
 def reference_pairs(arms: Sequence[str], references: Sequence[str]) -> list[tuple[str, str]]:
@@ -427,9 +376,8 @@ def bootstrap_intervals(
                 draws_diff[(a, r)][m][b] = nanmean([stats[a][s][m] - stats[r][s][m] for s in seeds])
 
     def interval(draws, mean):
-        finite = draws[~np.isnan(draws)]
-        lo, hi = np.percentile(finite, [2.5, 97.5]) if finite.size else (np.nan, np.nan)
-        return {"mean": mean, "lo": float(lo), "hi": float(hi)}
+        lo, hi = common_stats.percentile_interval(draws)
+        return {"mean": mean, "lo": lo, "hi": hi}
 
     out = {"AP": {}, "diff": {}, "replicates": replicates, "seeds": n_seeds, "blocks": len(strata)}
     for a in arms:

@@ -1,6 +1,6 @@
 """Redraw the crowns' test-tile figure of a finished study: seed 0 of three arms, retrained.
 
-    python experiments/detection_study/tiles.py --out results/detection_study
+    python -m experiments.detection_study.tiles --out results/detection_study
 
 The figure needs the trained models, which the study does not save. This retrains seed 0 of
 ``ciou``, ``ciou_dist`` and ``ciou_dfl`` on the block split at the rates the study chose (read from
@@ -13,17 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from a checkout
-
-from experiments.detection_study import arms as arms_lib  # noqa: E402
-from experiments.detection_study import evaluate as ev  # noqa: E402
-from experiments.detection_study import fetch_data, plots  # noqa: E402
-from experiments.detection_study.datasets import RealData  # noqa: E402
-from experiments.detection_study.train import TrainConfig, train  # noqa: E402
+from experiments.detection_study import arms as arms_lib
+from experiments.detection_study import evaluate as ev
+from experiments.detection_study import fetch_data, plots
+from experiments.detection_study.datasets import RealData
+from experiments.detection_study.train import TrainConfig, train
 
 
 def main(argv=None) -> dict:
@@ -49,6 +44,7 @@ def main(argv=None) -> dict:
             arm,
             seed=args.seed,
             lr=study["chosen_lr"][arm],
+            gain=study.get("chosen_gain", {}).get(arm),  # absent in the first study: the default gain
             config=config,
             batch_fn=dataset.batch,
             validate=lambda m, s=spec: dataset.validate(s, m),

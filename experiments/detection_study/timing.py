@@ -1,6 +1,6 @@
 """Seconds per training step of every arm, measured interleaved on a quiet machine.
 
-    python experiments/detection_study/timing.py --out results/detection_study
+    python -m experiments.detection_study.timing --out results/detection_study
 
 The study's own wall-clock curves time each run as it trains, one arm after another: on a
 shared machine, load that changes between arms becomes a difference between arms. This script
@@ -26,17 +26,13 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from a checkout
-
-from experiments.detection_study import arms as arms_lib  # noqa: E402
-from experiments.detection_study import fetch_data  # noqa: E402
-from experiments.detection_study import synthetic as syn  # noqa: E402
-from experiments.detection_study.data import data_available, load_real, sample_tiles, split_blocks  # noqa: E402
-from experiments.detection_study.model import init_params  # noqa: E402
-from experiments.detection_study.train import TrainConfig, build_model, compiled_step, make_optimizer  # noqa: E402
-from jax_dfl.environment import device_info  # noqa: E402
+from experiments.common.records import device_info
+from experiments.detection_study import arms as arms_lib
+from experiments.detection_study import fetch_data
+from experiments.detection_study import synthetic as syn
+from experiments.detection_study.data import data_available, load_real, sample_tiles, split_blocks
+from experiments.detection_study.model import init_params
+from experiments.detection_study.train import TrainConfig, build_model, compiled_step, make_optimizer
 
 
 def real_config(batch: int = 16) -> TrainConfig:
@@ -65,7 +61,7 @@ def time_arms(arms, config: TrainConfig, batch, *, rounds: int, steps: int, bar=
     def run(arm, n):
         step, params, opt_state = state[arm]
         for _ in range(n):
-            params, opt_state, value, _ = step(params, opt_state, *batch, lr)
+            params, opt_state, value, _ = step(params, opt_state, *batch, lr, np.float32(config.dist_gain))
         jax.block_until_ready(value)
         state[arm][1:] = [params, opt_state]
 
@@ -171,7 +167,7 @@ def main(argv=None) -> dict:
         "load_average_before": os.getloadavg(),
         "rounds": args.rounds,
         "steps_per_round": args.steps,
-        "command": "python experiments/detection_study/timing.py "
+        "command": "python -m experiments.detection_study.timing "
         + " ".join(sys.argv[1:] if argv is None else argv),
     }
     total = len(jobs) * len(args.arms) * args.rounds * args.steps

@@ -1,0 +1,1 @@
+"""What the experiments share: statistics, run records, resumable run stores."""
