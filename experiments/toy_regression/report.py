@@ -197,7 +197,7 @@ def tables(results: dict, summary: dict) -> str:
         f"Noise floor (test set): MAE of the posterior median {floor_test:.4f} bins "
         f"(posterior mean {floor['test']['mean']:.4f}, mode {floor['test']['mode']:.4f}). "
         "Thresholds: " + ", ".join(f"{k} = {v:.4f}" for k, v in cfg["thresholds"].items()) + ".\n",
-        "Marks: `*` = the 95 % interval excludes no difference (uncorrected); `†` = also significant "
+        "Marks: `*` = the 95 % interval excludes 0 (a ratio's: 1), uncorrected; `†` = also significant "
         f"after Holm's correction over {summary['holm']['tests']} tests ({summary['holm']['family']}).\n",
         "**Learning rate chosen by the area under the validation-MAE curve** (test MAE, mean ± sd over "
         f"n = {n} seeds; its loss's optimum = the test MAE of what that loss is minimised by, given the "
@@ -279,16 +279,21 @@ def tables(results: dict, summary: dict) -> str:
 def summary_markdown(results: dict) -> str:
     cfg, device = results["config"], results["device"]
     seeds = cfg["seeds"]
+    # The results files before issue 19 named some settings differently.
+    eval_size = cfg.get("eval_size", cfg["train"].get("eval_size"))
+    lrs = list(cfg.get("lrs", cfg.get("learning_rates", [])))
+    extended = cfg.get("extend_lr_grid", cfg.get("lr_grid_extended_at_edges"))
+    rounds = cfg.get("timing_rounds", next(iter(results["timing"].values()))["rounds"])
     return (
         f"# Toy regression ablation: {', '.join(cfg['losses'])}\n\n"
         f"`{cfg['command']}` on {device['device_count']} x {device['device_kind']} "
         f"({device['platform']}, {device['host']}), jax {device['jax']}, {device['date']}; "
         f"{cfg['train']['steps']} steps, batch {cfg['train']['batch_size']}, seeds {seeds[0]}..{seeds[-1]} "
         f"trained together (vmapped), {cfg['seconds_total']:.0f} s in all.\n\n"
-        f"Test MAE in bins on {cfg['eval_size']} held-out signals; learning rates from "
-        f"{list(cfg['lrs'])}{' (extended at the edges)' if cfg['extend_lr_grid'] else ''}, chosen on "
-        f"{cfg['eval_size']} validation signals. Evaluations at {len(cfg['eval_steps'])} log-spaced "
-        f"steps. ms/step for all {len(seeds)} seeds together, median of {cfg['timing_rounds']} "
+        f"Test MAE in bins on {eval_size} held-out signals; learning rates from "
+        f"{lrs}{' (extended at the edges)' if extended else ''}, chosen on "
+        f"{eval_size} validation signals. Evaluations at {len(cfg['eval_steps'])} log-spaced "
+        f"steps. ms/step for all {len(seeds)} seeds together, median of {rounds} "
         "round-robin rounds.\n\n" + tables(results, results["summary"])
     )
 
@@ -366,7 +371,7 @@ def write(results: dict, out: pathlib.Path) -> str:
     """summary.md, curves.png and steps_to_target.png into ``out``; returns the tables."""
     cfg = results["config"]
     title = (
-        f"toy edge localisation, {cfg.get('name', '')} config, {len(cfg['seeds'])} seeds "
+        f"toy edge localisation, {cfg.get('name', cfg.get('preset', ''))} config, {len(cfg['seeds'])} seeds "
         "(mean, band = min..max), lr by area under the curve"
     )
     plot_curves(results, out / "curves.png", title)
