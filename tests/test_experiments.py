@@ -117,6 +117,8 @@ def test_benchmark_script_tiny(tmp_path):
             "2",
             "--images",
             "1",
+            "--runs",
+            "2",
             "--json",
             str(tmp_path / "bench.json"),
         ]
@@ -139,6 +141,10 @@ def test_benchmark_script_tiny(tmp_path):
         assert all(t > 0 for t in result["median_seconds"].values())
         ratio = result["ratios"]["dfl value_and_grad / logsumexp value_and_grad"]
         assert ratio["value"] > 0 and ratio["target"] == 1.15
+    toy = saved["toy_seeds"]["arms"]
+    assert set(toy) == {"l1", "dfl"}
+    assert set(toy["dfl"]["seeds"]) == {"2 vmap", "2 map"}
+    assert all(r["speedup_vs_sequential"] > 0 for r in toy["dfl"]["seeds"].values())
     # Scratch memory is deterministic, so the structural bound holds even at this size.
     f32 = out["results"][0]
     assert f32["ratios"]["dfl value_and_grad scratch / logits bytes"]["value"] <= 0.3
