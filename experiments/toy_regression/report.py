@@ -21,8 +21,10 @@ import numpy as np
 
 from experiments.common import stats
 
-from . import metrics
+from . import configs, metrics
 from .model import is_distribution
+
+DEFAULT = configs.get("default")
 
 DEFINITION_TEXT = {
     "first": "first crossing (the first evaluation at or below the threshold)",
@@ -68,7 +70,7 @@ def _complete(values) -> bool:
 def summarise(results: dict) -> dict:
     cfg = results["config"]
     losses, limits, runs = cfg["losses"], cfg["thresholds"], results["runs"]
-    reference = cfg.get("reference", "dfl")
+    reference = cfg.get("reference", DEFAULT.reference)  # results files before issue 19 had none
     definitions = metrics.DEFINITIONS
     steps = {
         loss: {

@@ -444,7 +444,7 @@ def run_early(config: ToyConfig, source: dict, *, losses=None) -> dict:
             "task": dataclasses.asdict(task),
             "thresholds": limits,
             "early": dataclasses.asdict(early),
-            "reference": cfg.get("reference", config.reference),
+            "reference": cfg.get("reference", config.reference),  # results files before issue 19 had none
             "steps_to_target": "first evaluation step at which the test MAE is at or below the threshold",
             "note": "the source run's schedule (warm-up + cosine over train.steps) and data stream; "
             "training stops early. Curves are test MAE on the source run's test set.",

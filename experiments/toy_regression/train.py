@@ -250,8 +250,8 @@ def time_steps(
     train_config: TrainConfig,
     learning_rates: dict[str, float],
     chunk: int,
+    rounds: int,
     chunks_per_round: int = 5,
-    rounds: int = 7,
     mesh: Mesh | None = None,
 ) -> dict[str, dict]:
     """Seconds per training step of each loss (all seeds together, as in :func:`train`), round-robin.
