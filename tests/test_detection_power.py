@@ -1,0 +1,50 @@
+"""The detection test's power rule and verdicts (experiments/detection_study/power.py)."""
+
+import doctest
+import math
+
+import pytest
+
+from experiments.common import stats
+from experiments.detection_study import power
+
+
+def test_doctests():
+    assert doctest.testmod(power).failed == 0
+
+
+def test_paired_sd_closed_form():
+    # Differences 1 and 3: sample SD sqrt(2); a seed only one arm has is ignored.
+    assert power.paired_sd({0: 2.0, 1: 5.0, 7: 9.0}, {0: 1.0, 1: 2.0}) == pytest.approx(math.sqrt(2))
+    assert math.isnan(power.paired_sd({0: 1.0}, {0: 0.0}))
+
+
+def test_planned_seeds_is_the_smallest_n_meeting_the_target():
+    sds = {"a": 0.012, "b": 0.02}
+    plan = power.planned_seeds(sds, target=0.01, min_seeds=16, max_seeds=64)
+    n = plan["seeds"]
+    assert not plan["capped"]
+    assert all(stats.expected_half_width(sd, n) <= 0.01 for sd in sds.values())
+    assert stats.expected_half_width(0.02, n - 1) > 0.01  # one fewer seed misses it
+    assert plan["expected_half_width"]["b"] == pytest.approx(stats.expected_half_width(0.02, n))
+
+
+def test_planned_seeds_floor_and_cap():
+    assert power.planned_seeds({"a": 1e-4})["seeds"] == 16
+    plan = power.planned_seeds({"a": 0.1}, max_seeds=32)
+    assert plan["seeds"] == 32 and plan["capped"]
+    assert plan["expected_half_width"]["a"] > 0.01
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "p", "expected"),
+    [
+        (0.001, 0.03, 0.04, "support"),
+        (0.001, 0.03, 0.06, "cannot tell"),  # the interval excludes 0 but Holm does not reach 0.05
+        (-0.02, -0.001, 0.01, "worse"),
+        (-0.005, 0.0099, 0.5, "no useful gain"),
+        (-0.005, 0.0101, 0.5, "cannot tell"),
+    ],
+)
+def test_verdict(lo, hi, p, expected):
+    assert power.verdict({"lo": lo, "hi": hi}, p) == expected
