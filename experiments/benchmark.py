@@ -34,7 +34,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import jax_dfl
-from jax_dfl.environment import device_info
+from experiments.common.records import device_info
 
 TARGETS = {
     # name: (numerator, denominator, kind, target, stretch)

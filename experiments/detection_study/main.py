@@ -36,6 +36,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout: jax_dfl and experiments importable
 
+from experiments.common.records import device_info  # noqa: E402
 from experiments.detection_study import arms as arms_lib  # noqa: E402
 from experiments.detection_study import evaluate as ev  # noqa: E402
 from experiments.detection_study import fetch_data, plots  # noqa: E402
@@ -43,7 +44,6 @@ from experiments.detection_study import synthetic as syn  # noqa: E402
 from experiments.detection_study.data import data_available  # noqa: E402
 from experiments.detection_study.datasets import RealData, SyntheticData, size_edges_for  # noqa: E402
 from experiments.detection_study.train import TrainConfig, train  # noqa: E402
-from jax_dfl.environment import device_info  # noqa: E402
 
 PILOT_SEED = 1000
 REAL_METRICS = ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP_T1", "AP_T2", "AP_T3"]

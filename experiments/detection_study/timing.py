@@ -30,13 +30,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout
 
+from experiments.common.records import device_info  # noqa: E402
 from experiments.detection_study import arms as arms_lib  # noqa: E402
 from experiments.detection_study import fetch_data  # noqa: E402
 from experiments.detection_study import synthetic as syn  # noqa: E402
 from experiments.detection_study.data import data_available, load_real, sample_tiles, split_blocks  # noqa: E402
 from experiments.detection_study.model import init_params  # noqa: E402
 from experiments.detection_study.train import TrainConfig, build_model, compiled_step, make_optimizer  # noqa: E402
-from jax_dfl.environment import device_info  # noqa: E402
 
 
 def real_config(batch: int = 16) -> TrainConfig:

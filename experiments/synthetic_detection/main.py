@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
+from experiments.common.records import device_info
 from experiments.synthetic_detection import toy_detection as td
-from jax_dfl.environment import device_info
 
 PRESETS = {
     # <= 3 minutes on 2 CPU cores.

@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
+from experiments.common.records import device_info
 from experiments.toy_regression import toy
 from jax_dfl import parallel
-from jax_dfl.environment import device_info
 from jax_dfl.histogram_losses import hl_gauss
 
 PRESETS = {
