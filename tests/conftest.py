@@ -7,9 +7,14 @@ Markers, set here rather than in each file:
   experiments, tests that use a fixture running such code, and any test whose body uses a module
   imported from ``experiments``.
 - ``docs``: the test reads the documentation sources (``docs/``).
+- ``memory``: the test reads XLA's memory analysis of a compiled function (the "no rows x bins
+  scratch" tests, by name). XLA's fusion decides the scratch: the current jax fuses as these tests
+  require, while the older releases tried (0.4.35, 0.4.38, 0.5.3, 0.6.2, 0.7.2) compute the same
+  values with a rows x bins buffer.
 
 Everything else is the library's own tests (plus the doctests in ``jax_dfl/``): CI's "oldest" job
-runs those alone on the oldest declared dependencies, ``pytest -m "not experiments and not docs"``.
+runs those on the oldest declared dependencies, ``pytest -m "not experiments and not docs and not
+memory"``.
 
 The tests switch on 64-bit mode with ``jax.enable_x64`` (a context manager at the top level of
 jax in its recent releases); the older jax the library supports has the same context manager as
@@ -64,6 +69,7 @@ def _uses_experiments(item: pytest.Item) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "experiments: runs code under experiments/ (the experiments extra)")
     config.addinivalue_line("markers", "docs: reads the documentation sources under docs/")
+    config.addinivalue_line("markers", "memory: reads XLA's memory analysis (depends on the jax release)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,3 +80,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.experiments)
         if name in DOCS_FILES:
             item.add_marker(pytest.mark.docs)
+        if name == "test_memory.py" or "scratch" in item.name:
+            item.add_marker(pytest.mark.memory)
