@@ -2,8 +2,8 @@
 
 Host-side NumPy code (not jittable): it builds the COCO dictionaries in memory
 and runs ``pycocotools``' ``COCOeval``, so the numbers are COCO's own. The
-``pycocotools`` package is the optional extra ``eval`` (``pip install
-"jax_dfl[eval]"``); this module imports without it.
+``pycocotools`` package is the optional extra ``eval`` (``pip install pycocotools``, or
+``pip install ".[eval]"`` from a checkout); this module imports without it.
 
 Every public function here follows the input rules written once in the docs
 (``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
@@ -39,7 +39,8 @@ def _import_pycocotools():
     except ImportError as error:
         raise ImportError(
             "coco_evaluate needs pycocotools (the official COCO API), an optional dependency: "
-            'pip install "jax_dfl[eval]"  (or: pip install pycocotools)'
+            'pip install "pycocotools>=2.0.7"  (what the extra jax_dfl[eval] installs; from a checkout: '
+            'pip install ".[eval]")'
         ) from error
     return COCO, COCOeval
 

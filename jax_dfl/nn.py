@@ -1,5 +1,8 @@
 """Flax NNX building blocks for distribution regression heads.
 
+Needs flax, the optional extra ``nn`` (``pip install "flax>=0.10.2"``, or ``pip install ".[nn]"``
+from a checkout); importing this module without it raises an ``ImportError`` that says so.
+
 Every public function here follows the input rules written once in the docs
 (``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
 named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
@@ -8,8 +11,16 @@ named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 g
 from __future__ import annotations
 
 import jax
-from flax import nnx
 from jax.typing import ArrayLike
+
+try:
+    from flax import nnx
+except ImportError as error:  # flax is the optional extra `nn`; the rest of jax_dfl works without it
+    raise ImportError(
+        "jax_dfl.nn needs flax (Flax NNX), an optional dependency that is not installed. Install it "
+        'with: pip install "flax>=0.10.2"  (what the extra jax_dfl[nn] installs; from a checkout: '
+        'pip install ".[nn]")'
+    ) from error
 
 from jax_dfl import _checks
 from jax_dfl.decoding import decode

@@ -20,12 +20,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_dfl import _checks
 
 DATA_AXIS = "data"
+
+# jax 0.5 added mesh axis types (and later made Explicit make_mesh's default); the mesh here is
+# Auto, which is all jax 0.4.x knows, so there the argument is left out.
+_AXIS_TYPE = getattr(jax.sharding, "AxisType", None)
 
 
 def data_mesh(
@@ -39,7 +43,9 @@ def data_mesh(
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must hold at least one device; got an empty sequence")
-    return jax.make_mesh((len(devices),), (axis_name,), (AxisType.Auto,), devices=devices)
+    if _AXIS_TYPE is None:
+        return jax.make_mesh((len(devices),), (axis_name,), devices=devices)
+    return jax.make_mesh((len(devices),), (axis_name,), (_AXIS_TYPE.Auto,), devices=devices)
 
 
 def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedSharding:
