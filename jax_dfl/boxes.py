@@ -420,11 +420,19 @@ def anchor_points(
         raise ValueError(
             f"feature_shapes must be a non-empty sequence of positive (height, width); got {shapes}"
         )
-    stride_list = list(strides) if isinstance(strides, Sequence | np.ndarray) else None
-    if stride_list is None or len(stride_list) != len(shapes):
+    # Any 1-D array-like (list, tuple, NumPy or concrete JAX array) of one stride per level.
+    if isinstance(strides, jax.core.Tracer):
+        raise ValueError("strides must be concrete (they fix the anchor points); got a traced array")
+    try:
+        stride_array = np.asarray(strides)
+    except (TypeError, ValueError):
+        stride_array = None
+    if stride_array is None or stride_array.ndim != 1 or stride_array.shape[0] != len(shapes):
         raise ValueError(
-            f"strides must give one stride per level: {len(shapes)} feature_shapes, strides={strides!r}"
+            f"strides must be 1-D with one stride per level: {len(shapes)} feature_shapes, "
+            f"strides={strides!r}"
         )
+    stride_list = stride_array.tolist()
     for stride in stride_list:
         _checks.positive("strides", stride)
     _checks.positive("offset", offset, allow_zero=True)

@@ -230,24 +230,28 @@ CASES: dict[str, Case] = {
     "task_aligned_assign": Case(
         jax_dfl.task_aligned_assign,
         {
-            "scores": Arg(FLOATING, _uniform((40, 3), 0, 1), anchor=True),
-            "pred_boxes": Arg(REAL, _boxes((40,))),
-            "points": Arg(REAL, _uniform((40, 2), 0, 60)),
-            "gt_labels": Arg(INTEGER, lambda rng: rng.integers(0, 3, size=4).astype(np.int32)),
-            "gt_boxes": Arg(REAL, _boxes((4,))),
-            "gt_mask": Arg(MASK, _mask((4,))),
+            "pred_boxes": Arg(REAL, _boxes((40,)), keyword=True),
+            "pred_scores": Arg(FLOATING, _uniform((40, 3), 0, 1), anchor=True, keyword=True),
+            "points": Arg(REAL, _uniform((40, 2), 0, 60), keyword=True),
+            "gt_boxes": Arg(REAL, _boxes((4,)), keyword=True),
+            "gt_labels": Arg(INTEGER, lambda rng: rng.integers(0, 3, size=4).astype(np.int32), keyword=True),
+            "gt_mask": Arg(MASK, _mask((4,)), keyword=True),
         },
         fixed={"top_k": 5},
         bad_hyper={
             "top_k": [0, 41, 2.5],
             "alpha": [-1.0, float("nan")],
             "beta": [-1.0],
-            "eps": [0.0],
-            "iou": ["giou", None],
+            "candidate_eps": [0.0, -1.0],
+            "metric_eps": [0.0, float("inf")],
+            "iou_eps": [0.0],
+            "norm_eps": [-1e-9],
+            "iou_kind": ["giou", None],
         },
-        # Documented: a point whose score, predicted box or coordinates are NaN is
-        # never a candidate (background). A NaN gt box shows in the output boxes.
-        nan_gives_finite=("scores", "pred_boxes", "points"),
+        traced_hyper=("alpha", "beta", "candidate_eps", "metric_eps", "iou_eps", "norm_eps"),
+        # Documented: a point whose score, predicted box or coordinates are not finite is
+        # never a candidate (background); a non-finite gt box claims no point.
+        nan_gives_finite=("pred_scores", "pred_boxes", "points"),
         mask_arg="gt_mask",
     ),
     "yolo_box_loss": Case(
