@@ -166,6 +166,7 @@ def task_aligned_assign(
         _deprecation.warn(
             "task_aligned_assign(): `eps` is deprecated (it served four roles); write "
             "`candidate_eps=`, `metric_eps=`, `iou_eps=` and `norm_eps=`",
+            stacklevel=4,  # through the renaming wrapper to the caller
         )
         candidate_eps = metric_eps = iou_eps = norm_eps = eps
     scores = _checks.shaped("pred_scores", pred_scores, (None, None))

@@ -189,10 +189,15 @@ def test_score_threshold_is_strict_and_nan_scores_are_never_kept():
     assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [3, 0, 2], 4)
 
 
-def test_minus_inf_scores_are_candidates_and_where_masks_boxes():
-    boxes = np.array([[0.0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1]])
-    scores = np.array([-np.inf, np.nan, -np.inf])
-    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=3), [0, 2], 3)
+def test_non_finite_scores_and_boxes_are_never_kept_and_where_masks_boxes():
+    boxes = np.array([[0.0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1], [6, 0, 7, 1]])
+    scores = np.array([-np.inf, np.nan, np.inf, 0.3])
+    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [3], 4)
+    # A box with a non-finite side is not kept and suppresses nothing, whatever its score.
+    for bad in (np.nan, np.inf, -np.inf):
+        dirty = np.array([[0.0, 0, bad, 1], [0, 0, 1, 1]])
+        keep = non_max_suppression(dirty, [0.9, 0.5], iou_threshold=0.1, max_detections=2)
+        assert_matches(keep, [1], 2)
     keep = non_max_suppression(
         boxes, [0.1, 0.9, 0.5], iou_threshold=0.5, max_detections=3, where=[True, False, True]
     )
