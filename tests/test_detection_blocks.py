@@ -153,9 +153,9 @@ def test_iou_family_dtypes_jit_vmap_and_errors():
         pairwise_iou(a, b, eps=float("nan"))
     with pytest.raises(ValueError, match="kind must be one of"):
         pairwise_iou(a, b, kind="siou")
-    with pytest.raises(ValueError, match=r"a must have shape \(n, 4\)"):
+    with pytest.raises(ValueError, match=r"boxes1 must have shape \(n, 4\)"):
         pairwise_iou(a[None], b)
-    with pytest.raises(TypeError, match="b must be real"):
+    with pytest.raises(TypeError, match="boxes2 must be real"):
         pairwise_iou(a, b.astype(bool))
 
 

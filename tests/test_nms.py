@@ -193,6 +193,7 @@ def test_non_finite_scores_and_boxes_are_never_kept_and_where_masks_boxes():
     boxes = np.array([[0.0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1], [6, 0, 7, 1]])
     scores = np.array([-np.inf, np.nan, np.inf, 0.3])
     assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [3], 4)
+    boxes = boxes[:3]
     # A box with a non-finite side is not kept and suppresses nothing, whatever its score.
     for bad in (np.nan, np.inf, -np.inf):
         dirty = np.array([[0.0, 0, bad, 1], [0, 0, 1, 1]])
@@ -218,13 +219,13 @@ def test_degenerate_boxes_neither_suppress_nor_are_suppressed():
             [5, 5, 5, 5],  # the same point: 0/0 IoU, not a suppression
             [3, 0, 3, 10],  # zero width
             [8, 8, 2, 2],  # inverted (x2 < x1)
-            [np.nan, 0, 10, 10],  # non-finite coordinates
+            [np.nan, 0, 10, 10],  # non-finite coordinates: never kept (the input rules)
             [0, 0, np.inf, np.inf],
             [0, 0, np.inf, np.inf],
         ]
     )
     scores = np.arange(8, 0, -1) / 10
-    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=8), list(range(8)), 8)
+    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=8), list(range(5)), 8)
 
 
 def test_max_detections_cuts_the_greedy_list_and_pre_nms_top_k_drops_the_lowest():
