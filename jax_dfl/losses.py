@@ -5,9 +5,7 @@ A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
 by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
 expectation of the two-hot distribution is ``y`` itself.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
