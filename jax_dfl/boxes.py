@@ -8,9 +8,7 @@ points shared across a batch: points ``(A, 2)`` against boxes ``(B, A, 4)``
 (``points.shape[:-1]`` a trailing part of the boxes' leading shape). The last
 axis must be exactly 2 or 4.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jax_dfl import _checks
+from jax_dfl import _checks, _deprecation
 from jax_dfl.decoding import decode
 
 
@@ -45,10 +43,10 @@ def _points_and(points, name: str, other, size: int = 4):
     return points.astype(dtype), other.astype(dtype)
 
 
-def _paired(pred, target):
-    pred = _coordinates("pred", pred, 4)
-    target = _coordinates("target", target, 4)
-    _checks.same_shape("target", target, pred.shape, "pred.shape")
+def _paired(pred, target, names=("pred", "target")):
+    pred = _coordinates(names[0], pred, 4)
+    target = _coordinates(names[1], target, 4)
+    _checks.same_shape(names[1], target, pred.shape, f"{names[0]}.shape")
     dtype = jnp.promote_types(pred.dtype, target.dtype)
     return pred.astype(dtype), target.astype(dtype)
 
@@ -78,7 +76,8 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
-def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
+@_deprecation.renamed({"pred": "boxes1", "target": "boxes2"})
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     """IoU of paired xyxy boxes, element-wise over leading axes.
 
     The union is floored at ``eps > 0`` (not increased by it): exact whenever
@@ -90,16 +89,20 @@ def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9
       >>> print(f"{box_iou(jnp.array([0.0, 0.0, 2.0, 2.0]), jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
       0.3333
 
+    .. versionchanged:: 0.3.0
+      ``pred, target`` are ``boxes1, boxes2`` (the IoU is symmetric).
+
     Args:
-      pred: ``(..., 4)`` xyxy boxes (float or int).
-      target: boxes of exactly ``pred``'s shape.
+      boxes1: ``(..., 4)`` xyxy boxes (float or int).
+      boxes2: boxes of exactly ``boxes1``'s shape.
       eps: positive floor for the union (may be traced under ``jit``).
 
     Returns:
-      ``pred.shape[:-1]``, at least float32.
+      ``boxes1.shape[:-1]``, at least float32.
     """
-    pred, target = _paired_boxes(pred, target, eps)
-    return iou_family(pred, target, "iou", eps)
+    _checks.positive("eps", eps)
+    boxes1, boxes2 = _paired(boxes1, boxes2, names=("boxes1", "boxes2"))
+    return iou_family(boxes1, boxes2, "iou", eps)
 
 
 def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
@@ -136,10 +139,11 @@ def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     return 1 - iou_family(pred, target, "giou", eps)
 
 
+@_deprecation.renamed({"strides": "point_strides"})
 def decode_boxes(
     logits: ArrayLike,
     points: ArrayLike,
-    strides: ArrayLike,
+    point_strides: ArrayLike,
     *,
     bin_values: ArrayLike | None = None,
 ) -> jax.Array:
@@ -159,11 +163,15 @@ def decode_boxes(
       logits: ``(..., 4, num_bins)`` floating side logits.
       points: ``(..., 2)`` point coordinates in pixels; ``points.shape[:-1]``
         equals ``logits.shape[:-2]`` or its trailing axes (points shared by a batch).
-      strides: a scalar, or one stride per point (shape ``points.shape[:-1]``).
+      point_strides: a scalar, or one stride per point (shape ``points.shape[:-1]``),
+        e.g. the second output of :func:`anchor_points`.
       bin_values: optional bin positions, as for :func:`jax_dfl.decode`.
 
     Returns:
       xyxy boxes, shape ``logits.shape[:-2] + (4,)``, at least float32.
+
+    .. versionchanged:: 0.3.0
+      ``strides`` is ``point_strides`` (the name :func:`jax_dfl.yolo_box_loss` uses).
     """
     logits = jnp.asarray(logits)
     _checks.check_logits(logits)
@@ -171,12 +179,12 @@ def decode_boxes(
         raise ValueError(f"logits must have shape (..., 4, num_bins); got logits.shape={logits.shape}")
     points = _coordinates("points", points, 2)
     _checks.leading_matches("points", points, "logits", logits, drop=2)
-    strides = _checks.real("strides", strides)
+    strides = _checks.real("point_strides", point_strides)
     if strides.ndim and strides.shape != points.shape[:-1]:
         # A (N, 1) stride column against (N, 2) points would broadcast to (N, N, 4) boxes.
         raise ValueError(
-            f"strides must be a scalar or have shape points.shape[:-1]: strides.shape={strides.shape}, "
-            f"points.shape={points.shape}"
+            "point_strides must be a scalar or have shape points.shape[:-1]: "
+            f"point_strides.shape={strides.shape}, points.shape={points.shape}"
         )
     distances = decode(logits, bin_values=bin_values) * strides.astype(points.dtype)[..., None]
     return distance2bbox(points, distances)
@@ -204,7 +212,14 @@ def iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
     enclosing area, enclosing diagonal squared) is ``max(denominator, eps)``:
     exact whenever it is at least ``eps``, finite (value and gradient) when it
     is 0. CIoU's trade-off weight ``alpha`` is held constant in the gradient.
+    A pair with a non-finite coordinate gives NaN (the input rules): the
+    clipped widths would otherwise turn an infinite box into a confident 0.
     """
+    finite = jnp.all(jnp.isfinite(b1), axis=-1) & jnp.all(jnp.isfinite(b2), axis=-1)
+    return jnp.where(finite, _iou_family(b1, b2, kind, eps), jnp.nan)
+
+
+def _iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
     w1 = jnp.maximum(b1[..., 2] - b1[..., 0], 0)
     h1 = jnp.maximum(b1[..., 3] - b1[..., 1], 0)
     w2 = jnp.maximum(b2[..., 2] - b2[..., 0], 0)
@@ -327,10 +342,11 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     return 1 - iou_family(pred, target, "ciou", eps)
 
 
+@_deprecation.renamed({"a": "boxes1", "b": "boxes2"})
 def pairwise_iou(
-    a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
+    boxes1: ArrayLike, boxes2: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
 ) -> jax.Array:
-    """IoU (or GIoU, DIoU, CIoU) of every box in ``a`` with every box in ``b``.
+    """IoU (or GIoU, DIoU, CIoU) of every box in ``boxes1`` with every box in ``boxes2``.
 
     ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``. For the
     last three the result is the GIoU/DIoU/CIoU *value* (in ``[-1, 1]``), not
@@ -348,9 +364,12 @@ def pairwise_iou(
       [[-0.5  ]
        [-0.625]]
 
+    .. versionchanged:: 0.3.0
+      ``a, b`` are ``boxes1, boxes2``.
+
     Args:
-      a: ``(N, 4)`` xyxy boxes (float or int).
-      b: ``(M, 4)`` xyxy boxes (float or int).
+      boxes1: ``(N, 4)`` xyxy boxes (float or int).
+      boxes2: ``(M, 4)`` xyxy boxes (float or int).
       kind: which overlap measure.
       eps: positive floor for the denominators.
 
@@ -364,8 +383,8 @@ def pairwise_iou(
     """
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {IOU_KINDS}; got {kind!r}")
-    a, b = _coordinates("a", a, 4), _coordinates("b", b, 4)
-    for name, boxes in (("a", a), ("b", b)):
+    a, b = _coordinates("boxes1", boxes1, 4), _coordinates("boxes2", boxes2, 4)
+    for name, boxes in (("boxes1", a), ("boxes2", b)):
         if boxes.ndim != 2:
             raise ValueError(f"{name} must have shape (n, 4); got {name}.shape={boxes.shape}")
     _checks.positive("eps", eps)
@@ -420,11 +439,19 @@ def anchor_points(
         raise ValueError(
             f"feature_shapes must be a non-empty sequence of positive (height, width); got {shapes}"
         )
-    stride_list = list(strides) if isinstance(strides, Sequence | np.ndarray) else None
-    if stride_list is None or len(stride_list) != len(shapes):
+    # Any 1-D array-like (list, tuple, NumPy or concrete JAX array) of one stride per level.
+    if isinstance(strides, jax.core.Tracer):
+        raise ValueError("strides must be concrete (they fix the anchor points); got a traced array")
+    try:
+        stride_array = np.asarray(strides)
+    except (TypeError, ValueError):
+        stride_array = None
+    if stride_array is None or stride_array.ndim != 1 or stride_array.shape[0] != len(shapes):
         raise ValueError(
-            f"strides must give one stride per level: {len(shapes)} feature_shapes, strides={strides!r}"
+            f"strides must be 1-D with one stride per level: {len(shapes)} feature_shapes, "
+            f"strides={strides!r}"
         )
+    stride_list = stride_array.tolist()
     for stride in stride_list:
         _checks.positive("strides", stride)
     _checks.positive("offset", offset, allow_zero=True)

@@ -1,8 +1,6 @@
 """Turning a predicted bin distribution back into a value.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -110,6 +108,10 @@ def distribution_stats(
         bins = jnp.arange(num_bins, dtype=x.dtype)
     mean = jnp.sum(p * bins, axis=-1)
     variance = jnp.sum(p * jnp.square(bins - mean[..., None]), axis=-1)
-    entropy = -jnp.sum(jnp.where(p == 0, 0, p * log_p), axis=-1)  # 0 log 0 = 0; NaN stays NaN
+    # 0 log 0 = 0, with the log replaced *before* the product (a double where): with a single
+    # where around p * log p, the unselected branch's 0 * -inf = NaN reaches every gradient.
+    # NaN probabilities fail p == 0 and stay NaN.
+    zero = p == 0
+    entropy = -jnp.sum(p * jnp.where(zero, 0, log_p), axis=-1)
     topk_probs, _ = lax.top_k(p, k)
     return DistributionStats(topk_probs, jnp.mean(topk_probs, axis=-1), mean, variance, entropy)

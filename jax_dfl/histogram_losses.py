@@ -45,7 +45,8 @@ def _hl_gauss_probs(targets: jax.Array, edges: jax.Array, sigma) -> jax.Array:
     # Clipped into the support, as DFL does: far outside it every erf saturates to
     # the same +-1 and the normaliser would be 0.
     low, high = edges[0] + 0.5 * (edges[1] - edges[0]), edges[-1] - 0.5 * (edges[-1] - edges[-2])
-    targets = jnp.clip(targets, low, high)[..., None]
+    # +-inf is NaN here, not clipped to a confident end bin (the input rules' non-finite rule).
+    targets = jnp.clip(jnp.where(jnp.isinf(targets), jnp.nan, targets), low, high)[..., None]
     scale = jnp.asarray(sigma, targets.dtype) * math.sqrt(2.0)
     upper = lax.erf((edges[1:] - targets) / scale)  # 2 Phi - 1 at each bin's upper edge
     lower = lax.erf((edges[:-1] - targets) / scale)

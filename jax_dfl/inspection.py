@@ -3,9 +3,7 @@
 These helpers use only ``jax.grad`` and ``jax.vmap`` on the loss you pass, so
 they work for any differentiable loss, including your own.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations

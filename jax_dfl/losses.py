@@ -5,9 +5,7 @@ A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
 by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
 expectation of the two-hot distribution is ``y`` itself.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -29,8 +27,11 @@ def _bracket(targets: jax.Array, num_bins: int, bin_values: jax.Array | None = N
     Uniform bins (``bin_values=None``) are the integers ``0 .. num_bins - 1``.
     ``k`` is capped at ``num_bins - 2`` so that the last bin value is exact
     (all weight on the last bin) instead of needing a ``- 0.01`` clamp.
-    NaN targets give NaN weights (and an arbitrary but in-range ``k``).
+    Non-finite targets (NaN, +-inf) give NaN weights (and an arbitrary but
+    in-range ``k``): an infinite target is not clipped to the end bin.
     """
+    # +-inf would clip to a confident end-bin target; the input rules make it NaN like NaN.
+    targets = jnp.where(jnp.isinf(targets), jnp.nan, targets)
     if bin_values is None:
         y = jnp.clip(targets, 0, num_bins - 1)
         left = jnp.clip(jnp.floor(y), 0, num_bins - 2)
@@ -159,13 +160,13 @@ def _dfl_jvp(primals, tangents):
     if not isinstance(d_targets, SymbolicZero):
         # d/dy of (w_l, w_r) is (-1, +1) / spacing; zero where the target was clipped.
         low, high = (0, num_bins - 1) if bin_values is None else (bin_values[0], bin_values[-1])
-        # NaN targets are "inside" so that their gradient is NaN too (NaN in, NaN out).
-        inside = ((targets >= low) & (targets <= high)) | jnp.isnan(targets)
+        # Non-finite targets are "inside" so that their gradient is NaN too (NaN in, NaN out).
+        inside = ((targets >= low) & (targets <= high)) | ~jnp.isfinite(targets)
         if where is not None:
             inside &= where
         # x_k and x_{k+1} come from the forward pass: no gathers.
         slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
-        slope = jnp.where(jnp.isnan(targets), jnp.nan, slope)
+        slope = jnp.where(jnp.isfinite(targets), slope, jnp.nan)
         d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss
 
@@ -219,7 +220,7 @@ def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None =
     targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
     index, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, targets.dtype)
-    return jnp.where(jnp.isnan(targets)[..., None], jnp.nan, encoded)
+    return jnp.where(jnp.isfinite(targets)[..., None], encoded, jnp.nan)
 
 
 def distribution_focal_loss(

@@ -3,9 +3,7 @@
 Needs flax, the optional extra ``nn`` (``pip install "flax>=0.10.2"``, or ``pip install ".[nn]"``
 from a checkout); importing this module without it raises an ``ImportError`` that says so.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations

@@ -6,9 +6,7 @@ computation and inserts the gradient all-reduce. Nothing here is specific to
 one host: after ``jax.distributed.initialize()`` the same mesh spans every
 process's devices.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+A bad argument is a ``ValueError`` naming it (the input rules of ``docs/conventions.md``).
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ def data_mesh(
 def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedSharding:
     """Split axis ``batch_axis`` of an ``ndim``-dimensional array over the mesh."""
     ndim = _checks.positive_int("ndim", ndim)
-    if not -ndim <= batch_axis < ndim:
-        raise ValueError(f"batch_axis must be in [-{ndim}, {ndim}) for ndim={ndim}; got {batch_axis}")
+    batch_axis = _checks.axis("batch_axis", batch_axis, ndim)
     spec = [None] * ndim
     spec[batch_axis] = mesh.axis_names[0]
     return NamedSharding(mesh, P(*spec))
@@ -78,8 +75,11 @@ def _check_divisible(path, x, mesh: Mesh, batch_axis: int) -> None:
     name = "tree" + jax.tree_util.keystr(path)
     if x.ndim == 0:
         raise ValueError(f"{name} is a scalar: it has no batch axis to split")
-    size = x.shape[batch_axis] if -x.ndim <= batch_axis < x.ndim else None
-    if size is None or size % mesh.size:
+    try:
+        batch_axis = _checks.axis("batch_axis", batch_axis, x.ndim)
+    except ValueError as error:
+        raise ValueError(f"{error} (the ndim of {name}, shape {x.shape})") from None
+    if x.shape[batch_axis] % mesh.size:
         raise ValueError(
             f"{name}.shape[{batch_axis}] must divide by the mesh size {mesh.size}: {name}.shape={x.shape}"
         )
@@ -136,6 +136,7 @@ def shard_process_local(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
 
     def place(x):
         x = np.asarray(x)
+        _checks.axis("batch_axis", batch_axis, x.ndim)
         return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim, batch_axis=batch_axis), x)
 
     return jax.tree.map(place, tree)

@@ -1,8 +1,6 @@
 """YOLOv8/v11's box loss (CIoU + DFL on the task-aligned foreground), static-shaped, one image.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -156,7 +154,9 @@ def yolo_box_loss(
     boxes = gather(pred_boxes, _SAFE_BOX)
     targets = gather(target_boxes, _SAFE_BOX)
     weight = jnp.sum(gather(target_scores, 0.0), axis=-1)
+    # A non-finite stride would scale the DFL targets to a confident 0 or clip them: NaN instead.
     strides = gather(point_strides, 1.0)
+    strides = jnp.where(jnp.isfinite(strides), strides, jnp.nan)
     distances = bbox2distance(gather(points, _SAFE_POINT), targets) / strides[:, None]
     logits = jnp.where(used[:, None, None], pred_logits[index], 0)
 
@@ -164,7 +164,9 @@ def yolo_box_loss(
     iou_terms = jnp.where(used, (1 - ciou) * weight, 0)
     dfl = distribution_focal_loss(logits, distances, where=jnp.broadcast_to(used[:, None], (size, 4)))
     dfl_terms = jnp.where(used, jnp.mean(dfl, axis=-1) * weight, 0)
-    norm = jnp.maximum(normalizer.astype(dtype), 1)
+    # max(., 1) as ultralytics; an infinite normalizer would give a confident 0 loss: NaN instead.
+    normalizer = normalizer.astype(dtype)
+    norm = jnp.where(jnp.isfinite(normalizer), jnp.maximum(normalizer, 1), jnp.nan)
     return jnp.sum(iou_terms) / norm, jnp.sum(dfl_terms) / norm
 
 

@@ -179,10 +179,8 @@ def test_ap_from_matches_equals_coco_evaluate():
         np.stack(preds),
         np.stack(scores),
         np.zeros((5, 18), int),
-        None,
         np.stack(gts),
         np.zeros((5, 12), int),
-        None,
         max_detections=300,
         area_ranges=ranges,
     )
