@@ -27,12 +27,13 @@ Imported on their own:
 
 Every function follows the same input rules (dtypes, exact shapes, NaN in -> NaN out, masked
 elements give 0 value and 0 gradient); the documentation's Conventions page states them, along
-with ``num_bins`` against other libraries' ``reg_max``.
+with ``num_bins`` against other libraries' ``reg_max`` (16 bins for YOLOv8's ``reg_max=16``, 17
+for mmdetection's).
 
 Examples:
   >>> import jax, jax.numpy as jnp
   >>> import jax_dfl
-  >>> logits = jax.random.normal(jax.random.PRNGKey(0), (8, 4, 17))  # (anchors, sides, bins)
+  >>> logits = jax.random.normal(jax.random.PRNGKey(0), (8, 4, 16))  # (anchors, sides, bins)
   >>> targets = jnp.full((8, 4), 3.7)  # distances in bin units (pixels / stride)
   >>> jax_dfl.distribution_focal_loss(logits, targets).shape  # unreduced
   (8, 4)

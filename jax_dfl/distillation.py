@@ -21,6 +21,8 @@ def distribution_distillation_loss(
 ) -> jax.Array:
     r"""KL divergence from the teacher's to the student's softened bin distribution.
 
+    With student logits :math:`s`, teacher logits :math:`t` and temperature :math:`T`,
+
     .. math::
       \mathcal{L} = T^2\, \mathrm{KL}\big(\mathrm{softmax}(t / T)\,\|\,\mathrm{softmax}(s / T)\big)
 
@@ -28,12 +30,6 @@ def distribution_distillation_loss(
     :math:`T^2` factor keeps gradient magnitudes comparable across
     temperatures. The teacher is treated as a constant (``stop_gradient``).
     It is 0 exactly when the two distributions agree.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> s = jnp.array([[0.0, 1.0, 2.0]])
-      >>> print(distribution_distillation_loss(s, s))
-      [0.]
 
     Args:
       student_logits: ``(..., num_bins)``.
@@ -45,6 +41,12 @@ def distribution_distillation_loss(
 
     Returns:
       Shape ``student_logits.shape[:-1]``, at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> s = jnp.array([[0.0, 1.0, 2.0]])
+      >>> print(distribution_distillation_loss(s, s))
+      [0.]
 
     References:
       Zheng et al., `Localization Distillation for Dense Object Detection

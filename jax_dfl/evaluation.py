@@ -133,24 +133,15 @@ def coco_evaluate(
     is a false positive; a size class keeps the ground truth whose area is in
     its range (ends inclusive) and drops unmatched detections outside it.
 
-    Host-side and not jittable: call it on concrete arrays (NumPy, JAX or
-    lists) outside ``jit``.
+    .. warning::
+      Host-side and not jittable: call it on concrete arrays (NumPy, JAX or
+      lists) outside ``jit``.
 
     .. versionchanged:: 0.3.0
       The masks are optional keywords, ``pred_mask=`` (was ``pred_valid``) and
       ``gt_mask=``. The old positional form ``coco_evaluate(pred_boxes,
       pred_scores, pred_labels, pred_valid, gt_boxes, gt_labels, gt_mask)``
       still works with a ``DeprecationWarning`` until 0.4.0.
-
-    Examples:
-      >>> import numpy as np
-      >>> gt = np.array([[[10.0, 10, 50, 50], [60, 60, 200, 200]]])  # one image: 40^2 and 140^2 px
-      >>> labels = np.array([[0, 1]])
-      >>> stats = coco_evaluate(gt, [[0.9, 0.8]], labels, gt, labels)
-      >>> print(list(stats))
-      ['AP', 'AP50', 'AP75', 'AP_S', 'AP_M', 'AP_L', 'AR@1', 'AR@10', 'AR@100', 'AR_S', 'AR_M', 'AR_L']
-      >>> print([round(stats[name], 3) for name in ("AP", "AP_S", "AP_M", "AP_L", "AR@1")])  # no small object
-      [1.0, nan, 1.0, 1.0, 1.0]
 
     Args:
       pred_boxes: ``(B, D, 4)`` predicted xyxy boxes, float or int. Predicted
@@ -181,6 +172,16 @@ def coco_evaluate(
       TypeError, ValueError: wrong dtypes, shapes that disagree, a
         non-finite valid box or score, a ground-truth box with ``x2 < x1``
         or ``y2 < y1``, or a bad ``max_detections`` / ``area_ranges``.
+
+    Examples:
+      >>> import numpy as np
+      >>> gt = np.array([[[10.0, 10, 50, 50], [60, 60, 200, 200]]])  # one image: 40^2 and 140^2 px
+      >>> labels = np.array([[0, 1]])
+      >>> stats = coco_evaluate(gt, [[0.9, 0.8]], labels, gt, labels)
+      >>> print(list(stats))
+      ['AP', 'AP50', 'AP75', 'AP_S', 'AP_M', 'AP_L', 'AR@1', 'AR@10', 'AR@100', 'AR_S', 'AR_M', 'AR_L']
+      >>> print([round(stats[name], 3) for name in ("AP", "AP_S", "AP_M", "AP_L", "AR@1")])  # no small object
+      [1.0, nan, 1.0, 1.0, 1.0]
 
     References:
       Lin et al., `Microsoft COCO: Common Objects in Context

@@ -86,10 +86,7 @@ def non_max_suppression(
     it runs until the last image of the batch is done.
 
     ``pre_nms_top_k`` defaults to no cap: memory is linear, so all ``A``
-    candidates are affordable. When it is set and more candidates than that
-    pass the filters, the lowest-scored ones are dropped before NMS (as
-    ultralytics' ``max_nms`` does). To detect that, compare
-    ``jnp.sum(scores > score_threshold)`` (and ``where``) with ``pre_nms_top_k``.
+    candidates are affordable.
 
     Degenerate boxes (zero or negative width or height) have IoU 0 with
     everything, so they neither suppress nor are suppressed (as in torchvision).
@@ -98,9 +95,32 @@ def non_max_suppression(
       A box with a NaN or infinite score or coordinate is never kept and
       suppresses nothing (torchvision sorts NaN scores first and keeps them).
 
+    .. warning::
+      When ``pre_nms_top_k`` is set and more candidates than that pass the
+      filters, the lowest-scored ones are dropped before NMS (as ultralytics'
+      ``max_nms`` does), silently. To detect that, compare
+      ``jnp.sum(scores > score_threshold)`` (and ``where``) with ``pre_nms_top_k``.
+
     .. versionchanged:: 0.3.0
       ``classes`` is ``labels``; scores of ``-inf`` and boxes with non-finite
       coordinates are no longer candidates.
+
+    Args:
+      boxes: ``(A, 4)`` xyxy boxes, float or int (float16/bfloat16 are compared in float32).
+      scores: ``(A,)`` floating scores.
+      iou_threshold: in ``[0, 1]``; an IoU strictly above it suppresses. May be traced.
+      max_detections: Python int > 0, the output length.
+      score_threshold: if given, only boxes with ``score > score_threshold`` are
+        candidates. May be traced.
+      labels: optional ``(A,)`` integer class ids: class-aware NMS.
+      where: optional ``(A,)`` boolean mask; boxes where it is False are never kept.
+      pre_nms_top_k: optional Python int > 0: NMS runs on at most this many
+        highest-scored candidates. Values above ``A`` mean no cap.
+
+    Returns:
+      ``(indices, valid)``: ``indices`` ``(max_detections,)`` int32 into
+      ``boxes``, kept boxes by descending score, padded with ``-1``;
+      ``valid`` ``(max_detections,)`` bool, ``indices >= 0``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -119,23 +139,6 @@ def non_max_suppression(
       >>> print(keep)
       [[0 2]
        [2 1]]
-
-    Args:
-      boxes: ``(A, 4)`` xyxy boxes, float or int (float16/bfloat16 are compared in float32).
-      scores: ``(A,)`` floating scores.
-      iou_threshold: in ``[0, 1]``; an IoU strictly above it suppresses. May be traced.
-      max_detections: Python int > 0, the output length.
-      score_threshold: if given, only boxes with ``score > score_threshold`` are
-        candidates. May be traced.
-      labels: optional ``(A,)`` integer class ids: class-aware NMS.
-      where: optional ``(A,)`` boolean mask; boxes where it is False are never kept.
-      pre_nms_top_k: optional Python int > 0: NMS runs on at most this many
-        highest-scored candidates. Values above ``A`` mean no cap.
-
-    Returns:
-      ``(indices, valid)``: ``indices`` ``(max_detections,)`` int32 into
-      ``boxes``, kept boxes by descending score, padded with ``-1``;
-      ``valid`` ``(max_detections,)`` bool, ``indices >= 0``.
 
     References:
       Neubeck and Van Gool, `Efficient Non-Maximum Suppression
