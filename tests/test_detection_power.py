@@ -40,6 +40,8 @@ def test_planned_seeds_floor_and_cap():
     ("lo", "hi", "p", "expected"),
     [
         (0.001, 0.03, 0.04, "support"),
+        (0.001, 0.009, 0.04, "support, below margin"),
+        (-0.02, -0.001, 0.2, "no useful gain"),  # below 0, but Holm does not reach 0.05
         (0.001, 0.03, 0.06, "cannot tell"),  # the interval excludes 0 but Holm does not reach 0.05
         (-0.02, -0.001, 0.01, "worse"),
         (-0.005, 0.0099, 0.5, "no useful gain"),
@@ -48,3 +50,18 @@ def test_planned_seeds_floor_and_cap():
 )
 def test_verdict(lo, hi, p, expected):
     assert power.verdict({"lo": lo, "hi": hi}, p) == expected
+
+
+def test_verdict_probabilities_are_a_distribution_and_follow_the_effect():
+    null = power.verdict_probabilities(0.01, 16, 0.0, simulations=300)
+    big = power.verdict_probabilities(0.01, 16, 0.02, simulations=300)
+    assert sum(null.values()) == pytest.approx(1.0) and sum(big.values()) == pytest.approx(1.0)
+    # With no effect, "support" is rare (about alpha/2 at most); with 2 margins of effect, common.
+    assert null.get("support", 0) < 0.06
+    assert big.get("support", 0) > 0.9
+
+
+def test_verdicts_read_the_primary_condition():
+    tests = {"c": {"a-b": {"mean": 0.02, "lo": 0.01, "hi": 0.03, "p_sign_flip_holm": 0.01}}}
+    out = power.verdicts({"tests": tests}, "c", ["a-b", "missing"])
+    assert list(out) == ["a-b"] and out["a-b"]["verdict"] == "support"

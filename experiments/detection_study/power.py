@@ -68,13 +68,20 @@ def planned_seeds(
 def verdict(
     interval: Mapping[str, float], p_holm: float, *, margin: float = 0.01, alpha: float = 0.05
 ) -> str:
-    """The pre-registered reading of one contrast (arm minus reference, AP):
+    """The pre-registered reading of one primary contrast (arm minus reference, test AP), from its
+    95 % paired t-interval and its Holm-adjusted exact sign-flip p-value (amendment 1's labels):
 
-    ``support`` (Holm p < alpha and the interval above 0), ``worse`` (the interval below 0),
-    ``no useful gain`` (the interval below +margin), else ``cannot tell``.
+    * ``support``: Holm p < alpha, the interval above 0 and reaching ``margin`` or beyond;
+    * ``support, below margin``: Holm p < alpha and the interval inside (0, ``margin``): a real
+      gain smaller than the margin;
+    * ``worse``: Holm p < alpha and the interval below 0;
+    * ``no useful gain``: otherwise, when the interval lies below ``margin``;
+    * ``cannot tell``: anything else.
 
     >>> verdict({"lo": 0.004, "hi": 0.02}, 0.01)
     'support'
+    >>> verdict({"lo": 0.001, "hi": 0.008}, 0.01)
+    'support, below margin'
     >>> verdict({"lo": -0.006, "hi": 0.008}, 0.4)
     'no useful gain'
     >>> verdict({"lo": -0.03, "hi": -0.001}, 0.01)
@@ -82,13 +89,52 @@ def verdict(
     >>> verdict({"lo": -0.004, "hi": 0.02}, 0.3)
     'cannot tell'
     """
-    if p_holm < alpha and interval["lo"] > 0:
-        return "support"
-    if interval["hi"] < 0:
+    significant = p_holm < alpha
+    if significant and interval["lo"] > 0:
+        return "support" if interval["hi"] >= margin else "support, below margin"
+    if significant and interval["hi"] < 0:
         return "worse"
     if interval["hi"] < margin:
         return "no useful gain"
     return "cannot tell"
+
+
+def verdict_probabilities(
+    sd: float,
+    n: int,
+    effect: float,
+    *,
+    holm_factor: int = 1,
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    simulations: int = 400,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How often each :func:`verdict` comes out for one contrast whose ``n`` paired differences are
+    normal with mean ``effect`` and SD ``sd`` (simulated; t-interval and exact sign-flip p as in the
+    analysis). Holm is approximated by multiplying the contrast's p-value by ``holm_factor``: 1 when
+    it is the family's smallest p-value that decides (its best case), 3 when it is tested first of
+    three (its worst case).
+    """
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for _ in range(simulations):
+        d = rng.normal(effect, sd, n)
+        label = verdict(
+            stats.t_interval(d), min(1.0, holm_factor * stats.sign_flip_p(d)), margin=margin, alpha=alpha
+        )
+        counts[label] = counts.get(label, 0) + 1
+    return {k: v / simulations for k, v in sorted(counts.items())}
+
+
+def verdicts(results: Mapping, condition: str, pairs: Sequence[str]) -> dict[str, dict]:
+    """The verdict of each primary contrast of ``condition`` in a results file's ``tests``."""
+    tests = results["tests"][condition]
+    return {
+        name: {**tests[name], "verdict": verdict(tests[name], tests[name]["p_sign_flip_holm"])}
+        for name in pairs
+        if name in tests
+    }
 
 
 def pilot_values(config, store: RunStore, arm: str) -> dict[int, float]:
@@ -111,8 +157,22 @@ def main(argv=None) -> dict:
     p.add_argument("--config", default="detection_test")
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--earlier", type=pathlib.Path, default=EARLIER)
+    p.add_argument(
+        "--verdicts", action="store_true", help="read results_synthetic.json and write verdicts.json"
+    )
     args = p.parse_args(argv)
     config = configs.get(args.config)
+    if args.verdicts:
+        results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
+        primary = f"synthetic_stride{config.synthetic.strides[0]}"
+        out = verdicts(results, primary, [f"{a}-{b}" for a, b in contrasts(config)])
+        (args.out / "verdicts.json").write_text(json.dumps(out, indent=1, default=json_default))
+        for name, r in out.items():
+            print(
+                f"{name}: {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], "
+                f"Holm p {r['p_sign_flip_holm']:.3g}: {r['verdict']}"
+            )
+        return out
     store = RunStore(args.out / "records" / f"synthetic_stride{config.synthetic.pilot_stride}")
     sds = {}
     detail = {}
@@ -124,7 +184,19 @@ def main(argv=None) -> dict:
         sds[name] = float(np.nanmax([pilot, earlier]))
         detail[name] = {"pilot_sd": pilot, "earlier_sd": earlier, "earlier_contrast": f"{ea}-{eb}"}
     plan = planned_seeds(sds)
-    result = {"config": args.config, "sd": sds, "detail": detail, **plan}
+    # What the planned seeds can show: each verdict's chance with no effect and with an effect
+    # of one margin, at the contrast's SD (Holm's best and worst case for its p-value).
+    chances = {
+        name: {
+            f"effect {effect:g}, holm x{factor}": verdict_probabilities(
+                sd, plan["seeds"], effect, holm_factor=factor
+            )
+            for effect in (0.0, plan["target"])
+            for factor in (1, 3)
+        }
+        for name, sd in sds.items()
+    }
+    result = {"config": args.config, "sd": sds, "detail": detail, **plan, "verdict_chances": chances}
     (args.out / "power.json").write_text(json.dumps(result, indent=1, default=json_default))
     for name in sds:
         print(
@@ -134,6 +206,9 @@ def main(argv=None) -> dict:
             f"{plan['expected_half_width'][name]:.4f}"
         )
     print(f"seeds: {plan['seeds']}{' (capped)' if plan['capped'] else ''}")
+    for name, table in chances.items():
+        for case, probabilities in table.items():
+            print(f"  {name}, {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in probabilities.items()))
     return result
 
 
