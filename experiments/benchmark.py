@@ -220,7 +220,12 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
                 args[label] = (batch["pred_logits"], targets)
 
     assign = inputs.make_assign_inputs(images=images)
-    assign_fn = jax.vmap(jax_dfl.task_aligned_assign, in_axes=(0, 0, None, 0, 0, 0))
+    assign_fn = jax.vmap(
+        lambda s, b, p, gl, gb, gm: jax_dfl.task_aligned_assign(
+            pred_boxes=b, pred_scores=s, points=p, gt_boxes=gb, gt_labels=gl, gt_mask=gm
+        ),
+        in_axes=(0, 0, None, 0, 0, 0),
+    )
     assign_args = tuple(assign.values())
     compiled["task_aligned_assign (vmapped)"] = jax.jit(assign_fn).lower(*assign_args).compile()
     args["task_aligned_assign (vmapped)"] = assign_args
@@ -234,7 +239,7 @@ def bench_detection(repeats: int, images: int = 64) -> dict:
         compiled[label] = (
             jax.jit(
                 lambda b, s, c, max_det=max_det: jax_dfl.non_max_suppression(
-                    b, s, classes=c, iou_threshold=0.7, max_detections=max_det, score_threshold=0.001
+                    b, s, labels=c, iou_threshold=0.7, max_detections=max_det, score_threshold=0.001
                 )
             )
             .lower(*nms_args)

@@ -233,6 +233,20 @@ def positive_int(name: str, value, *, minimum: int = 1) -> int:
     return value
 
 
+def axis(name: str, value, ndim: int) -> int:
+    """A Python int axis in ``[-ndim, ndim)``; bools, floats and out-of-range values are a
+    ValueError naming ``name``."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be an integer axis; got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer axis; got {value!r}") from None
+    if not -ndim <= value < ndim:
+        raise ValueError(f"{name} must be in [-{ndim}, {ndim}) for ndim={ndim}; got {value}")
+    return value
+
+
 def positive(name: str, value, *, allow_zero: bool = False):
     """A number > 0 (>= 0 with ``allow_zero``), checked when concrete; traced values pass.
 

@@ -1,12 +1,7 @@
 """Task-aligned label assignment (TOOD), as YOLOv8/v11 and PP-YOLOE use it, for one image.
 
-Everything is a fixed-shape array: ground truth is padded to ``G`` slots with a
-boolean ``gt_mask``, and the per-(gt, point) quantities are ``(G, A)`` arrays.
-Batch with :func:`jax.vmap`.
-
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Fixed shapes: ground truth padded to ``G`` slots with a boolean ``gt_mask``;
+batch with :func:`jax.vmap`. Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from jax_dfl import _checks
+from jax_dfl import _checks, _deprecation
 from jax_dfl.boxes import iou_family
 
 ASSIGN_IOU_KINDS = ("iou", "ciou")
@@ -40,44 +35,53 @@ class Assignment(NamedTuple):
     """``(A,)`` int32 gt slot of each point; 0 on background."""
 
 
+@_deprecation.renamed(
+    {"scores": "pred_scores", "iou": "iou_kind"},
+    # The order of ultralytics' TaskAlignedAssigner, accepted by position until 0.4.0.
+    positional=("pred_scores", "pred_boxes", "points", "gt_labels", "gt_boxes", "gt_mask"),
+)
 def task_aligned_assign(
-    scores: ArrayLike,
-    pred_boxes: ArrayLike,
-    points: ArrayLike,
-    gt_labels: ArrayLike,
-    gt_boxes: ArrayLike,
-    gt_mask: ArrayLike,
     *,
+    pred_boxes: ArrayLike,
+    pred_scores: ArrayLike,
+    points: ArrayLike,
+    gt_boxes: ArrayLike,
+    gt_labels: ArrayLike,
+    gt_mask: ArrayLike,
     top_k: int = 13,
     alpha: float | ArrayLike = 1.0,
     beta: float | ArrayLike = 6.0,
-    iou: str = "ciou",
-    eps: float | ArrayLike = 1e-9,
+    iou_kind: str = "ciou",
+    candidate_eps: float | ArrayLike = 1e-9,
+    metric_eps: float | ArrayLike = 1e-9,
+    iou_eps: float | ArrayLike = 1e-9,
+    norm_eps: float | ArrayLike = 1e-9,
+    eps: float | ArrayLike | None = None,
 ) -> Assignment:
     r"""Task-aligned assignment of ground-truth boxes to points (TOOD's TAL), one image.
 
     For every valid gt :math:`g` and point :math:`a`:
 
     1. **Candidates**: points strictly inside the gt box, every side distance
-       ``> eps`` (a point on an edge is not a candidate).
+       ``> candidate_eps`` (a point on an edge is not a candidate).
     2. **Alignment metric** :math:`t_{ga} = s_{ga}^{\alpha}\, u_{ga}^{\beta}` on
        candidates (0 elsewhere), with :math:`s_{ga}` the predicted score of the
        gt's class at the point and :math:`u_{ga}` the overlap of the point's
-       predicted box with the gt box: the CIoU clipped at 0 (``iou="ciou"``,
-       ultralytics YOLOv8/v11) or the IoU (``iou="iou"``, PP-YOLOE).
+       predicted box with the gt box: the CIoU clipped at 0 (``iou_kind="ciou"``,
+       ultralytics YOLOv8/v11) or the IoU (``iou_kind="iou"``, PP-YOLOE), with
+       denominators floored at ``iou_eps``.
     3. **Top-k**: each gt keeps its ``top_k`` points of highest metric, counting
-       only those with :math:`t_{ga} >` ``eps``; a gt with fewer such candidates
-       keeps fewer (a zero-metric point never becomes foreground). Equal metrics
-       are taken in point order (``lax.top_k``).
+       only those with :math:`t_{ga} >` ``metric_eps``; a gt with fewer such
+       candidates keeps fewer (a zero-metric point never becomes foreground).
+       Equal metrics are taken in point order (``lax.top_k``).
     4. **Conflicts**: a point kept by several gts goes to the gt of highest
        overlap :math:`u_{ga}` at that point over *all* gts containing it (first
        slot on ties), as ultralytics does.
     5. **Soft scores**: with :math:`m_g` the gt's largest metric and :math:`o_g`
        its largest overlap over its final points, a foreground point assigned
        to :math:`g` gets the score
-       :math:`t_{ga}\, o_g / (m_g + \epsilon)` on class ``gt_labels[g]``
-       (the maximum over gts in ultralytics, the same thing here since each
-       point has one gt) and 0 on every other class.
+       :math:`t_{ga}\, o_g / (m_g + \epsilon_{\mathrm{norm}})` on class ``gt_labels[g]``
+       and 0 on every other class.
 
     Background points: ``foreground=False``, ``scores`` 0, ``gt_index`` 0, and
     ``labels``/``boxes`` those of gt slot 0 (zeros if slot 0 is padding), as
@@ -87,30 +91,51 @@ def task_aligned_assign(
 
     No gradient flows through the assignment (``stop_gradient`` on the inputs,
     as ultralytics runs it under ``torch.no_grad``). Padding slots
-    (``gt_mask=False``) are ignored whatever they hold, NaN included. A point
-    whose score, predicted box or coordinates are NaN is never a candidate (it
-    is background); a valid gt box with NaN coordinates claims no point (and
-    its NaN box is what background points copy when it is slot 0). The
-    labels of valid gts must be in ``[0, C)`` (out-of-range labels are clipped
-    by JAX's gather, not reported).
+    (``gt_mask=False``) are ignored whatever they hold. Memory: ``(G, A)``
+    intermediates only; the class score is gathered per gt, never an
+    ``(G, A, C)`` array.
 
-    Memory: ``(G, A)`` intermediates only; the class score is gathered per gt,
-    ``scores[:, gt_labels]``, never an ``(G, A, C)`` array. The output
-    ``scores`` is ``(A, C)``.
+    .. warning::
+      Non-finite inputs give a finite, documented result here (the exception
+      the input rules name): a point whose class score, predicted box or
+      coordinates are NaN or infinite is never a candidate (it is background),
+      and a valid gt box with a non-finite coordinate claims no point (its
+      box is what background points copy when it is slot 0). The labels of
+      valid gts must be in ``[0, C)``: out-of-range labels are clipped by
+      JAX's gather, not reported.
 
-    Compared with ultralytics' ``TaskAlignedAssigner`` (``ultralytics/utils/tal.py``):
-    identical foreground, gt indices, labels, boxes and scores (up to float
-    rounding and the tie order of ``torch.topk``) wherever its later extensions
-    are inactive, namely: gt boxes narrower or shorter than the smallest stride
-    (which recent versions enlarge to a fixed size before the candidate test),
-    ``topk2 != topk`` (a second top-k after conflict resolution), and the
-    ``hard_target``/one-to-few options. Older versions (8.0-8.2) let
-    zero-metric points fill up a gt's top-k when it has fewer than ``top_k``
-    positive-metric candidates (which of them depended on ``torch.topk``'s tie
-    order); like the current version, zero-metric points are never foreground
-    here. YOLOv8/v11's training loss calls it with ``top_k=10, alpha=0.5,
-    beta=6.0``; the defaults here are the class's own (TOOD's ``top_k=13,
-    alpha=1``).
+    .. seealso::
+      How this compares with ultralytics' ``TaskAlignedAssigner`` across its
+      versions: :doc:`/conventions`, "The assigner and ultralytics".
+
+    .. versionchanged:: 0.3.0
+      Every argument is keyword-only (the positional order of ultralytics,
+      ``scores, pred_boxes, points, gt_labels, gt_boxes, gt_mask``, still works
+      with a ``DeprecationWarning`` until 0.4.0); ``scores`` is ``pred_scores``,
+      ``iou`` is ``iou_kind``, and ``eps``'s four roles are ``candidate_eps``,
+      ``metric_eps``, ``iou_eps`` and ``norm_eps``.
+
+    Args:
+      pred_boxes: ``(A, 4)`` predicted xyxy boxes, in the units of ``gt_boxes``.
+      pred_scores: ``(A, C)`` predicted class probabilities (after the sigmoid).
+      points: ``(A, 2)`` point coordinates ``(x, y)``, same units.
+      gt_boxes: ``(G, 4)`` xyxy gt boxes.
+      gt_labels: ``(G,)`` integer classes.
+      gt_mask: ``(G,)`` bool, True for real gts, False for padding.
+      top_k: points kept per gt (a Python int, ``1 <= top_k <= A``).
+      alpha: exponent of the score in the metric (``>= 0``; may be traced).
+      beta: exponent of the overlap in the metric (``>= 0``; may be traced).
+      iou_kind: ``"ciou"`` (CIoU clipped at 0, ultralytics) or ``"iou"`` (PP-YOLOE).
+      candidate_eps: margin of the candidate test (``> 0``; may be traced).
+      metric_eps: a kept point's metric must exceed it (``> 0``; may be traced).
+      iou_eps: floor of the overlap's denominators (``> 0``; may be traced).
+      norm_eps: guard of the score normalisation (``> 0``; may be traced).
+      eps: deprecated; sets all four of the above.
+
+    Returns:
+      An :class:`Assignment` of ``labels (A,)`` (``gt_labels``' dtype),
+      ``boxes (A, 4)``, ``scores (A, C)`` (at least float32), ``foreground
+      (A,)`` bool and ``gt_index (A,)`` int32.
 
     Examples:
       One gt over a 4 x 4 grid of stride 8; the predicted box at every point
@@ -121,8 +146,8 @@ def task_aligned_assign(
       >>> points, _ = anchor_points([(4, 4)], [8])
       >>> gt = jnp.array([[0.0, 0.0, 16.0, 16.0]])
       >>> a = task_aligned_assign(
-      ...     jnp.full((16, 2), 0.5), jnp.tile(gt, (16, 1)), points, jnp.array([1]), gt,
-      ...     jnp.array([True]), top_k=3)
+      ...     pred_boxes=jnp.tile(gt, (16, 1)), pred_scores=jnp.full((16, 2), 0.5), points=points,
+      ...     gt_boxes=gt, gt_labels=jnp.array([1]), gt_mask=jnp.array([True]), top_k=3)
       >>> print(a.foreground.reshape(4, 4).astype(int))
       [[1 1 0 0]
        [1 0 0 0]
@@ -131,32 +156,20 @@ def task_aligned_assign(
       >>> print(a.scores[0])
       [0. 1.]
 
-    Args:
-      scores: ``(A, C)`` predicted class probabilities (after the sigmoid).
-      pred_boxes: ``(A, 4)`` predicted xyxy boxes, in the units of ``gt_boxes``.
-      points: ``(A, 2)`` point coordinates ``(x, y)``, same units.
-      gt_labels: ``(G,)`` integer classes.
-      gt_boxes: ``(G, 4)`` xyxy gt boxes.
-      gt_mask: ``(G,)`` bool, True for real gts, False for padding.
-      top_k: points kept per gt (a Python int, ``1 <= top_k <= A``).
-      alpha: exponent of the score in the metric (``>= 0``; may be traced).
-      beta: exponent of the overlap in the metric (``>= 0``; may be traced).
-      iou: ``"ciou"`` (CIoU clipped at 0, ultralytics) or ``"iou"`` (PP-YOLOE).
-      eps: threshold of the candidate test and of "positive metric", and the
-        guard of the score normalisation (``> 0``; may be traced).
-
-    Returns:
-      An :class:`Assignment` of ``labels (A,)`` (``gt_labels``' dtype),
-      ``boxes (A, 4)``, ``scores (A, C)`` (at least float32), ``foreground
-      (A,)`` bool and ``gt_index (A,)`` int32.
-
     References:
       Feng et al., `TOOD: Task-aligned One-stage Object Detection
       <https://arxiv.org/abs/2108.07755>`_, ICCV 2021; Xu et al., `PP-YOLOE
       <https://arxiv.org/abs/2203.16250>`_, 2022; ultralytics
       ``TaskAlignedAssigner`` (YOLOv8/v11).
     """
-    scores = _checks.shaped("scores", scores, (None, None))
+    if eps is not None:
+        _deprecation.warn(
+            "task_aligned_assign(): `eps` is deprecated (it served four roles); write "
+            "`candidate_eps=`, `metric_eps=`, `iou_eps=` and `norm_eps=`",
+            stacklevel=4,  # through the renaming wrapper to the caller
+        )
+        candidate_eps = metric_eps = iou_eps = norm_eps = eps
+    scores = _checks.shaped("pred_scores", pred_scores, (None, None))
     pred_boxes = _checks.shaped("pred_boxes", pred_boxes, (None, 4), kind="real")
     points = _checks.shaped("points", points, (None, 2), kind="real")
     gt_boxes = _checks.shaped("gt_boxes", gt_boxes, (None, 4), kind="real")
@@ -165,8 +178,9 @@ def task_aligned_assign(
     num_points, num_classes = scores.shape
     if pred_boxes.shape[0] != num_points or points.shape[0] != num_points:
         raise ValueError(
-            "scores, pred_boxes and points must have the same number of points: "
-            f"scores.shape={scores.shape}, pred_boxes.shape={pred_boxes.shape}, points.shape={points.shape}"
+            "pred_scores, pred_boxes and points must have the same number of points: "
+            f"pred_scores.shape={scores.shape}, pred_boxes.shape={pred_boxes.shape}, "
+            f"points.shape={points.shape}"
         )
     num_gt = gt_boxes.shape[0]
     if gt_labels.shape != (num_gt,) or gt_mask.shape != (num_gt,):
@@ -178,11 +192,17 @@ def task_aligned_assign(
     top_k = _checks.positive_int("top_k", top_k)
     if top_k > num_points:
         raise ValueError(f"top_k must be in [1, number of points = {num_points}]; got {top_k}")
-    if iou not in ASSIGN_IOU_KINDS:
-        raise ValueError(f"iou must be one of {ASSIGN_IOU_KINDS}; got {iou!r}")
+    if iou_kind not in ASSIGN_IOU_KINDS:
+        raise ValueError(f"iou_kind must be one of {ASSIGN_IOU_KINDS}; got {iou_kind!r}")
     _checks.positive("alpha", alpha, allow_zero=True)
     _checks.positive("beta", beta, allow_zero=True)
-    _checks.positive("eps", eps)
+    for name, value in [
+        ("candidate_eps", candidate_eps),
+        ("metric_eps", metric_eps),
+        ("iou_eps", iou_eps),
+        ("norm_eps", norm_eps),
+    ]:
+        _checks.positive(name, value)
 
     dtype = _checks.compute_dtype(scores.dtype, pred_boxes.dtype, points.dtype, gt_boxes.dtype)
     if num_gt == 0:
@@ -208,18 +228,28 @@ def task_aligned_assign(
         jnp.minimum(x - gt_boxes[:, None, 0], y - gt_boxes[:, None, 1]),
         jnp.minimum(gt_boxes[:, None, 2] - x, gt_boxes[:, None, 3] - y),
     )
-    candidate = (nearest_side > eps) & gt_mask[:, None]
+    # A point whose coordinates, predicted box or class score are not finite (NaN, +-inf) is never a
+    # candidate: lax.top_k ranks a NaN or +inf metric first, where it would take a real positive's
+    # slot. A valid gt with a non-finite box claims no point.
+    finite_point = jnp.all(jnp.isfinite(points), axis=-1) & jnp.all(jnp.isfinite(pred_boxes), axis=-1)
+    finite_gt = jnp.all(jnp.isfinite(gt_boxes), axis=-1)
+    class_scores = jnp.take(scores, gt_labels, axis=1, mode="clip").T
+    candidate = (
+        (nearest_side > candidate_eps)
+        & (gt_mask & finite_gt)[:, None]
+        & finite_point[None, :]
+        & jnp.isfinite(class_scores)
+    )
 
     # 2. Metric (G, A). The class score of each gt at each point by a gather: (A, G), never (G, A, C).
-    class_scores = jnp.take(scores, gt_labels, axis=1, mode="clip").T
-    overlap = iou_family(gt_boxes[:, None, :], pred_boxes[None, :, :], iou, eps)
+    overlap = iou_family(gt_boxes[:, None, :], pred_boxes[None, :, :], iou_kind, iou_eps)
     overlap = jnp.where(candidate, jnp.maximum(overlap, 0), 0)
     class_scores = jnp.where(candidate, class_scores, 0)
     metric = class_scores**alpha * overlap**beta
 
     # 3. Top-k per gt, only points of positive metric.
     top_metric, top_index = lax.top_k(metric, top_k)
-    keep = (top_metric > eps) & gt_mask[:, None]
+    keep = (top_metric > metric_eps) & gt_mask[:, None]
     rows = jnp.arange(num_gt)[:, None]
     positive = jnp.zeros((num_gt, num_points), bool).at[rows, top_index].set(keep) & candidate
 
@@ -235,7 +265,7 @@ def task_aligned_assign(
     metric = jnp.where(positive, metric, 0)
     max_metric = jnp.max(metric, axis=1, keepdims=True)
     max_overlap = jnp.max(jnp.where(positive, overlap, 0), axis=1, keepdims=True)
-    point_score = jnp.max(metric * max_overlap / (max_metric + eps), axis=0)
+    point_score = jnp.max(metric * max_overlap / (max_metric + norm_eps), axis=0)
     labels = gt_labels[gt_index]
     one_hot = jnp.arange(num_classes)[None, :] == labels[:, None]
     target_scores = jnp.where(one_hot & foreground[:, None], point_score[:, None], 0).astype(dtype)

@@ -1,16 +1,9 @@
 """Box helpers for anchor-free heads: point-to-side distances, the IoU family, anchor points, decoding.
 
 Boxes are ``(x1, y1, x2, y2)`` ("xyxy") on the last axis; distances are
-``(left, top, right, bottom)`` from a point to the box's sides. Coordinates
-may be float or int and are computed in at least float32 (the input rules in
-``docs/conventions.md``). Paired boxes must have equal shapes; the one broadcast allowed is
-points shared across a batch: points ``(A, 2)`` against boxes ``(B, A, 4)``
-(``points.shape[:-1]`` a trailing part of the boxes' leading shape). The last
-axis must be exactly 2 or 4.
-
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+``(left, top, right, bottom)`` from a point to the box's sides. Inputs
+follow the input rules of ``docs/conventions.md`` (which also name the one
+broadcast allowed: points shared across a batch of boxes).
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jax_dfl import _checks
+from jax_dfl import _checks, _deprecation
 from jax_dfl.decoding import decode
 
 
@@ -45,21 +38,36 @@ def _points_and(points, name: str, other, size: int = 4):
     return points.astype(dtype), other.astype(dtype)
 
 
-def _paired(pred, target):
-    pred = _coordinates("pred", pred, 4)
-    target = _coordinates("target", target, 4)
-    _checks.same_shape("target", target, pred.shape, "pred.shape")
+def _paired(pred, target, names=("pred", "target")):
+    pred = _coordinates(names[0], pred, 4)
+    target = _coordinates(names[1], target, 4)
+    _checks.same_shape(names[1], target, pred.shape, f"{names[0]}.shape")
     dtype = jnp.promote_types(pred.dtype, target.dtype)
     return pred.astype(dtype), target.astype(dtype)
 
 
 def bbox2distance(points: ArrayLike, boxes: ArrayLike) -> jax.Array:
-    """Distances ``(left, top, right, bottom)`` from ``points`` (x, y) to the sides of ``boxes``.
+    r"""Distances ``(left, top, right, bottom)`` from ``points`` (x, y) to the sides of ``boxes``.
 
-    Negative where a point lies outside its box. Divide by the stride to get
+    .. math::
+      (l, t, r, b) = (x - x_1,\ y - y_1,\ x_2 - x,\ y_2 - y),
+
+    negative where a point lies outside its box. Divide by the stride to get
     DFL targets in bin units; out-of-range values are clipped by the loss.
 
+    .. seealso::
+      :func:`distance2bbox`, its inverse.
+
+    Args:
+      points: ``(..., 2)`` point coordinates ``(x, y)`` (float or int).
+      boxes: ``(..., 4)`` xyxy boxes; ``points.shape[:-1]`` equals
+        ``boxes.shape[:-1]`` or its trailing axes (points shared by a batch).
+
+    Returns:
+      ``boxes.shape[:-1] + (4,)`` distances, at least float32.
+
     Examples:
+      >>> import jax.numpy as jnp
       >>> print(bbox2distance(jnp.array([5.0, 5.0]), jnp.array([2.0, 1.0, 9.0, 6.0])))
       [3. 4. 4. 1.]
     """
@@ -68,9 +76,24 @@ def bbox2distance(points: ArrayLike, boxes: ArrayLike) -> jax.Array:
 
 
 def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
-    """Boxes (xyxy) from ``points`` (x, y) and distances ``(left, top, right, bottom)``.
+    r"""Boxes (xyxy) from ``points`` (x, y) and distances ``(left, top, right, bottom)``.
+
+    .. math::
+      (x_1, y_1, x_2, y_2) = (x - l,\ y - t,\ x + r,\ y + b).
+
+    .. seealso::
+      :func:`bbox2distance`, its inverse; :func:`decode_boxes`, from side logits.
+
+    Args:
+      points: ``(..., 2)`` point coordinates ``(x, y)`` (float or int).
+      distances: ``(..., 4)`` distances; ``points.shape[:-1]`` equals
+        ``distances.shape[:-1]`` or its trailing axes (points shared by a batch).
+
+    Returns:
+      ``distances.shape[:-1] + (4,)`` xyxy boxes, at least float32.
 
     Examples:
+      >>> import jax.numpy as jnp
       >>> print(distance2bbox(jnp.array([5.0, 5.0]), jnp.array([3.0, 4.0, 4.0, 1.0])))
       [2. 1. 9. 6.]
     """
@@ -78,28 +101,39 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
-def box_iou(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
-    """IoU of paired xyxy boxes, element-wise over leading axes.
+@_deprecation.renamed({"pred": "boxes1", "target": "boxes2"})
+def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
+    r"""IoU of paired xyxy boxes, element-wise over leading axes.
+
+    .. math::
+      \mathrm{IoU}(A, B) = \frac{|A \cap B|}{\max(|A \cup B|, \epsilon)}
 
     The union is floored at ``eps > 0`` (not increased by it): exact whenever
     the union is at least ``eps``, 0 rather than NaN for two zero-area boxes.
     Sides with ``x2 < x1`` count as zero width.
 
+    .. seealso::
+      :func:`pairwise_iou` for every pair of two sets of boxes.
+
+    .. versionchanged:: 0.3.0
+      ``pred, target`` are ``boxes1, boxes2`` (the IoU is symmetric).
+
+    Args:
+      boxes1: ``(..., 4)`` xyxy boxes (float or int).
+      boxes2: boxes of exactly ``boxes1``'s shape.
+      eps: positive floor for the union (may be traced under ``jit``).
+
+    Returns:
+      ``boxes1.shape[:-1]``, at least float32.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> print(f"{box_iou(jnp.array([0.0, 0.0, 2.0, 2.0]), jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
       0.3333
-
-    Args:
-      pred: ``(..., 4)`` xyxy boxes (float or int).
-      target: boxes of exactly ``pred``'s shape.
-      eps: positive floor for the union (may be traced under ``jit``).
-
-    Returns:
-      ``pred.shape[:-1]``, at least float32.
     """
-    pred, target = _paired_boxes(pred, target, eps)
-    return iou_family(pred, target, "iou", eps)
+    _checks.positive("eps", eps)
+    boxes1, boxes2 = _paired(boxes1, boxes2, names=("boxes1", "boxes2"))
+    return iou_family(boxes1, boxes2, "iou", eps)
 
 
 def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
@@ -114,12 +148,6 @@ def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     above it, finite values and gradients for zero-area (degenerate) boxes;
     sides with ``x2 < x1`` count as zero width.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
-      >>> print(f"{giou_loss(a, a):.4f} {giou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
-      0.0000 0.6667
-
     Args:
       pred: ``(..., 4)`` xyxy boxes (float or int).
       target: boxes of exactly ``pred``'s shape.
@@ -128,42 +156,60 @@ def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     Returns:
       ``pred.shape[:-1]``, at least float32.
 
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
+      >>> print(f"{giou_loss(a, a):.4f} {giou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
+      0.0000 0.6667
+
     References:
-      Rezatofighi et al., `Generalized Intersection over Union
-      <https://arxiv.org/abs/1902.09630>`_, CVPR 2019.
+      Rezatofighi et al., `Generalized Intersection over Union: A Metric and a
+      Loss for Bounding Box Regression <https://arxiv.org/abs/1902.09630>`_, CVPR 2019.
     """
     pred, target = _paired_boxes(pred, target, eps)
     return 1 - iou_family(pred, target, "giou", eps)
 
 
+@_deprecation.renamed({"strides": "point_strides"})
 def decode_boxes(
     logits: ArrayLike,
     points: ArrayLike,
-    strides: ArrayLike,
+    point_strides: ArrayLike,
     *,
     bin_values: ArrayLike | None = None,
 ) -> jax.Array:
-    """Boxes (xyxy, pixels) from per-point side logits in one call.
+    r"""Boxes (xyxy, pixels) from per-point side logits in one call.
 
     ``logits`` of shape ``(..., 4, num_bins)`` (left, top, right, bottom) are
     decoded to distances in bins (:func:`jax_dfl.decode`), scaled by each
-    point's stride, and turned into boxes around ``points`` (``(..., 2)``, pixels).
+    point's stride and turned into boxes around ``points``:
+
+    .. math::
+      d_s = \text{stride} \cdot \sum_i v_i\, \mathrm{softmax}(\text{logits}_s)_i, \qquad
+      \text{box} = \mathrm{distance2bbox}(\text{point}, d).
+
+    .. seealso::
+      :func:`anchor_points` (the points and their strides).
+
+    .. versionchanged:: 0.3.0
+      ``strides`` is ``point_strides`` (the name :func:`jax_dfl.yolo_box_loss` uses).
+
+    Args:
+      logits: ``(..., 4, num_bins)`` floating side logits.
+      points: ``(..., 2)`` point coordinates in pixels; ``points.shape[:-1]``
+        equals ``logits.shape[:-2]`` or its trailing axes (points shared by a batch).
+      point_strides: a scalar, or one stride per point (shape ``points.shape[:-1]``),
+        e.g. the second output of :func:`anchor_points`.
+      bin_values: optional bin positions, as for :func:`jax_dfl.decode`.
+
+    Returns:
+      xyxy boxes, shape ``logits.shape[:-2] + (4,)``, at least float32.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> logits = jnp.log(jnp.eye(8)[jnp.array([1, 2, 3, 4])])  # sides at bins 1, 2, 3, 4
       >>> print(decode_boxes(logits, jnp.array([16.0, 16.0]), 8.0))
       [ 8.  0. 40. 48.]
-
-    Args:
-      logits: ``(..., 4, num_bins)`` floating side logits.
-      points: ``(..., 2)`` point coordinates in pixels; ``points.shape[:-1]``
-        equals ``logits.shape[:-2]`` or its trailing axes (points shared by a batch).
-      strides: a scalar, or one stride per point (shape ``points.shape[:-1]``).
-      bin_values: optional bin positions, as for :func:`jax_dfl.decode`.
-
-    Returns:
-      xyxy boxes, shape ``logits.shape[:-2] + (4,)``, at least float32.
     """
     logits = jnp.asarray(logits)
     _checks.check_logits(logits)
@@ -171,12 +217,12 @@ def decode_boxes(
         raise ValueError(f"logits must have shape (..., 4, num_bins); got logits.shape={logits.shape}")
     points = _coordinates("points", points, 2)
     _checks.leading_matches("points", points, "logits", logits, drop=2)
-    strides = _checks.real("strides", strides)
+    strides = _checks.real("point_strides", point_strides)
     if strides.ndim and strides.shape != points.shape[:-1]:
         # A (N, 1) stride column against (N, 2) points would broadcast to (N, N, 4) boxes.
         raise ValueError(
-            f"strides must be a scalar or have shape points.shape[:-1]: strides.shape={strides.shape}, "
-            f"points.shape={points.shape}"
+            "point_strides must be a scalar or have shape points.shape[:-1]: "
+            f"point_strides.shape={strides.shape}, points.shape={points.shape}"
         )
     distances = decode(logits, bin_values=bin_values) * strides.astype(points.dtype)[..., None]
     return distance2bbox(points, distances)
@@ -204,7 +250,14 @@ def iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
     enclosing area, enclosing diagonal squared) is ``max(denominator, eps)``:
     exact whenever it is at least ``eps``, finite (value and gradient) when it
     is 0. CIoU's trade-off weight ``alpha`` is held constant in the gradient.
+    A pair with a non-finite coordinate gives NaN (the input rules): the
+    clipped widths would otherwise turn an infinite box into a confident 0.
     """
+    finite = jnp.all(jnp.isfinite(b1), axis=-1) & jnp.all(jnp.isfinite(b2), axis=-1)
+    return jnp.where(finite, _iou_family(b1, b2, kind, eps), jnp.nan)
+
+
+def _iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
     w1 = jnp.maximum(b1[..., 2] - b1[..., 0], 0)
     h1 = jnp.maximum(b1[..., 3] - b1[..., 1], 0)
     w2 = jnp.maximum(b2[..., 2] - b2[..., 0], 0)
@@ -259,12 +312,6 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     i.e. sides above about 3e-5) and values and gradients stay finite for
     zero-area boxes. Sides with ``x2 < x1`` count as zero width.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
-      >>> print(f"{diou_loss(a, a):.4f} {diou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
-      0.0000 0.7436
-
     Args:
       pred: ``(..., 4)`` xyxy boxes (float or int).
       target: boxes of exactly ``pred``'s shape.
@@ -272,6 +319,12 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
 
     Returns:
       ``pred.shape[:-1]``, at least float32 (bf16/f16 are computed in float32).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
+      >>> print(f"{diou_loss(a, a):.4f} {diou_loss(a, jnp.array([1.0, 0.0, 3.0, 2.0])):.4f}")
+      0.0000 0.7436
 
     References:
       Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
@@ -291,24 +344,16 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
 
     DIoU (see :func:`diou_loss`) plus an aspect-ratio consistency term. As in
     the paper, :math:`\alpha` is a trade-off weight held constant in the
-    gradient (``stop_gradient``); :math:`\alpha = 0` where :math:`v = 0`. This
-    is the box term of YOLOv8/v11 (ultralytics' ``bbox_iou(..., CIoU=True)``).
+    gradient (``stop_gradient``); :math:`\alpha = 0` where :math:`v = 0`. The
+    angle is ``atan2(w, h)``: :math:`\arctan(w/h)` for :math:`h > 0`, ``pi/2``
+    for a zero-height box and 0 for a point box. The union and :math:`c^2` are
+    floored at ``eps``, so they are exact above it. This is the box term of
+    YOLOv8/v11 (ultralytics' ``bbox_iou(..., CIoU=True)``), to within 1e-6 at
+    pixel scale.
 
-    Differences from ultralytics, all below 1e-6 at pixel scale: the angle is
-    ``atan2(w, h)``, equal to :math:`\arctan(w/h)` for :math:`h > 0`, ``pi/2``
-    for a zero-height box and 0 for a point box, with no ``eps`` added to ``h``
-    (ultralytics adds 1e-7 to both heights, which also enters its areas: a
-    1e-5 relative change for boxes of side 0.01 in normalised coordinates); the
-    union and :math:`c^2` are floored at ``eps`` instead of having ``eps``
-    added, so they are exact. The paper's implementation also drops the
-    :math:`1/(w^2 + h^2)` factor from :math:`\partial v / \partial (w, h)`; like
-    ultralytics we keep the exact derivative.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
-      >>> print(f"{ciou_loss(a, a):.4f} {ciou_loss(a, jnp.array([0.0, 0.0, 4.0, 2.0])):.4f}")
-      0.0000 0.5532
+    .. seealso::
+      :ref:`ciou-and-ultralytics` for how this differs from ultralytics' CIoU
+      and from the paper's implementation.
 
     Args:
       pred: ``(..., 4)`` xyxy boxes (float or int).
@@ -319,6 +364,12 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
       ``pred.shape[:-1]``, at least float32 (bf16/f16 are computed in float32).
       Finite values and gradients for zero-area and zero-height boxes.
 
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> a = jnp.array([0.0, 0.0, 2.0, 2.0])
+      >>> print(f"{ciou_loss(a, a):.4f} {ciou_loss(a, jnp.array([0.0, 0.0, 4.0, 2.0])):.4f}")
+      0.0000 0.5532
+
     References:
       Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
       Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
@@ -327,16 +378,33 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
     return 1 - iou_family(pred, target, "ciou", eps)
 
 
+@_deprecation.renamed({"a": "boxes1", "b": "boxes2"})
 def pairwise_iou(
-    a: ArrayLike, b: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
+    boxes1: ArrayLike, boxes2: ArrayLike, *, kind: str = "iou", eps: float | ArrayLike = 1e-9
 ) -> jax.Array:
-    """IoU (or GIoU, DIoU, CIoU) of every box in ``a`` with every box in ``b``.
+    r"""IoU (or GIoU, DIoU, CIoU) of every box in ``boxes1`` with every box in ``boxes2``.
 
-    ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``, ``"ciou"``. For the
-    last three the result is the GIoU/DIoU/CIoU *value* (in ``[-1, 1]``), not
-    the loss ``1 - value`` that :func:`giou_loss`, :func:`diou_loss` and
-    :func:`ciou_loss` return. ``eps`` floors the denominators as in
-    :func:`diou_loss`.
+    The ``(N, M)`` matrix :math:`M_{ij} = \mathrm{IoU}(a_i, b_j)` (or the
+    chosen measure). ``kind`` is one of ``"iou"``, ``"giou"``, ``"diou"``,
+    ``"ciou"``. For the last three the result is the GIoU/DIoU/CIoU *value*
+    (in ``[-1, 1]``), not the loss ``1 - value`` that :func:`giou_loss`,
+    :func:`diou_loss` and :func:`ciou_loss` return. ``eps`` floors the
+    denominators as in :func:`diou_loss`.
+
+    .. seealso::
+      :func:`box_iou` for paired boxes.
+
+    .. versionchanged:: 0.3.0
+      ``a, b`` are ``boxes1, boxes2``.
+
+    Args:
+      boxes1: ``(N, 4)`` xyxy boxes (float or int).
+      boxes2: ``(M, 4)`` xyxy boxes (float or int).
+      kind: which overlap measure.
+      eps: positive floor for the denominators.
+
+    Returns:
+      ``(N, M)``, at least float32.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -348,24 +416,16 @@ def pairwise_iou(
       [[-0.5  ]
        [-0.625]]
 
-    Args:
-      a: ``(N, 4)`` xyxy boxes (float or int).
-      b: ``(M, 4)`` xyxy boxes (float or int).
-      kind: which overlap measure.
-      eps: positive floor for the denominators.
-
-    Returns:
-      ``(N, M)``, at least float32.
-
     References:
-      Rezatofighi et al., `Generalized Intersection over Union
-      <https://arxiv.org/abs/1902.09630>`_, CVPR 2019; Zheng et al.,
-      `Distance-IoU Loss <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
+      Rezatofighi et al., `Generalized Intersection over Union: A Metric and a
+      Loss for Bounding Box Regression <https://arxiv.org/abs/1902.09630>`_,
+      CVPR 2019; Zheng et al., `Distance-IoU Loss: Faster and Better Learning
+      for Bounding Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
     """
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {IOU_KINDS}; got {kind!r}")
-    a, b = _coordinates("a", a, 4), _coordinates("b", b, 4)
-    for name, boxes in (("a", a), ("b", b)):
+    a, b = _coordinates("boxes1", boxes1, 4), _coordinates("boxes2", boxes2, 4)
+    for name, boxes in (("boxes1", a), ("boxes2", b)):
         if boxes.ndim != 2:
             raise ValueError(f"{name} must have shape (n, 4); got {name}.shape={boxes.shape}")
     _checks.positive("eps", eps)
@@ -379,16 +439,29 @@ def pairwise_iou(
 def anchor_points(
     feature_shapes: Sequence[Sequence[int]], strides: Sequence[float] | np.ndarray, *, offset: float = 0.5
 ) -> tuple[jax.Array, jax.Array]:
-    """Pixel centres of every cell of a feature pyramid, and each one's stride.
+    r"""Pixel centres of every cell of a feature pyramid, and each one's stride.
 
     Level ``l`` with feature map ``(height, width)`` and stride ``s`` gives the
-    points ``x = (col + offset) * s``, ``y = (row + offset) * s`` in row-major
-    order (``col`` varies fastest); levels are concatenated in the order given.
-    This is the order (and, times the stride, the values) of ultralytics'
-    ``make_anchors``, which returns the points in stride units; ``offset=0``
-    gives mmdetection's cell corners.
+    points
+
+    .. math::
+      x = (\text{col} + \text{offset})\, s, \qquad y = (\text{row} + \text{offset})\, s
+
+    in row-major order (``col`` varies fastest); levels are concatenated in the
+    order given. This is the order (and, times the stride, the values) of
+    ultralytics' ``make_anchors``, which returns the points in stride units;
+    ``offset=0`` gives mmdetection's cell corners.
 
     Everything is static (Python ints and floats): the result is a constant.
+
+    Args:
+      feature_shapes: one ``(height, width)`` of positive ints per level.
+      strides: one positive stride (pixels per cell) per level.
+      offset: position of the point inside its cell, in cells, in ``[0, 1)``.
+
+    Returns:
+      ``(points, point_strides)``: ``(A, 2)`` float32 ``(x, y)`` pixels and
+      ``(A,)`` float32 strides, ``A = sum(height * width)``.
 
     Examples:
       >>> points, point_strides = anchor_points([(2, 2), (1, 1)], [8, 16])
@@ -400,15 +473,6 @@ def anchor_points(
        [ 8.  8.]]
       >>> print(point_strides)
       [ 8.  8.  8.  8. 16.]
-
-    Args:
-      feature_shapes: one ``(height, width)`` of positive ints per level.
-      strides: one positive stride (pixels per cell) per level.
-      offset: position of the point inside its cell, in cells, in ``[0, 1)``.
-
-    Returns:
-      ``(points, point_strides)``: ``(A, 2)`` float32 ``(x, y)`` pixels and
-      ``(A,)`` float32 strides, ``A = sum(height * width)``.
     """
     try:
         shapes = [tuple(operator.index(n) for n in shape) for shape in feature_shapes]
@@ -420,11 +484,19 @@ def anchor_points(
         raise ValueError(
             f"feature_shapes must be a non-empty sequence of positive (height, width); got {shapes}"
         )
-    stride_list = list(strides) if isinstance(strides, Sequence | np.ndarray) else None
-    if stride_list is None or len(stride_list) != len(shapes):
+    # Any 1-D array-like (list, tuple, NumPy or concrete JAX array) of one stride per level.
+    if isinstance(strides, jax.core.Tracer):
+        raise ValueError("strides must be concrete (they fix the anchor points); got a traced array")
+    try:
+        stride_array = np.asarray(strides)
+    except (TypeError, ValueError):
+        stride_array = None
+    if stride_array is None or stride_array.ndim != 1 or stride_array.shape[0] != len(shapes):
         raise ValueError(
-            f"strides must give one stride per level: {len(shapes)} feature_shapes, strides={strides!r}"
+            f"strides must be 1-D with one stride per level: {len(shapes)} feature_shapes, "
+            f"strides={strides!r}"
         )
+    stride_list = stride_array.tolist()
     for stride in stride_list:
         _checks.positive("strides", stride)
     _checks.positive("offset", offset, allow_zero=True)

@@ -1,8 +1,6 @@
 """Quality Focal Loss: the classification half of Generalized Focal Loss.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -34,17 +32,13 @@ def quality_focal_loss(
     The BCE is computed in that stable form, so logits of magnitude 1e4 are
     finite. The modulating factor down-weights examples whose score already
     matches their quality. Sigmoid, not softmax: each class answers its own
-    yes/no question (the seed document's section 11), whereas DFL's softmax
-    picks a position within one distribution.
+    yes/no question ("is this an object of class c, and how well localised?"),
+    so a location may score high or low for every class at once, whereas DFL's
+    softmax picks one position within one distribution.
 
-    For ``beta < 1`` the gradient is unbounded where ``sigmoid(x) == q``; the
-    default ``beta = 2`` (as in GFL) is smooth.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> loss = quality_focal_loss(jnp.array([0.0, 3.0]), jnp.array([0.5, 0.0]))
-      >>> print(loss.round(4))  # first: sigmoid(0) = 0.5 = q, no loss
-      [0.     2.7663]
+    .. warning::
+      For ``beta < 1`` the gradient is unbounded where ``sigmoid(x) == q``; the
+      default ``beta = 2`` (as in GFL) is smooth.
 
     Args:
       logits: per-class logits, any shape, floating.
@@ -54,12 +48,17 @@ def quality_focal_loss(
         value and 0 gradient, whatever they hold.
 
     Returns:
-      The loss per element, shape ``logits.shape``, at least float32. Inputs
-      follow the input rules of ``docs/conventions.md`` (floating logits, real targets of the
-      same shape, a boolean ``where``).
+      The loss per element, shape ``logits.shape``, at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> loss = quality_focal_loss(jnp.array([0.0, 3.0]), jnp.array([0.5, 0.0]))
+      >>> print(loss.round(4))  # first: sigmoid(0) = 0.5 = q, no loss
+      [0.     2.7663]
 
     References:
-      Li et al., `Generalized Focal Loss <https://arxiv.org/abs/2006.04388>`_,
+      Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
+      Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
     logits = _checks.floating("logits", logits)

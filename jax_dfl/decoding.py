@@ -1,8 +1,6 @@
 """Turning a predicted bin distribution back into a value.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -20,17 +18,17 @@ from jax_dfl import _checks
 def decode(logits: ArrayLike, *, bin_values: ArrayLike | None = None) -> jax.Array:
     r"""Expected bin value of ``softmax(logits)``: :math:`\sum_i v_i\, p_i`, ``v_i = i`` by default.
 
-    This is the "integral" step of GFL/DFL heads at inference. It is computed
-    as ``sum(i * e_i) / sum(e_i)`` with ``e = exp(x - max(x))``, so it costs
-    about what a logsumexp costs and never stores the softmax.
+    This is the "integral" step of GFL/DFL heads at inference. With
+    :math:`e = \exp(x - \max_i x_i)` it is computed as
 
-    Examples:
-      The seed document's decode of ``0.2`` on bin 4 and ``0.8`` on bin 5:
+    .. math::
+      \hat y = \frac{\sum_i v_i\, e_i}{\sum_i e_i},
 
-      >>> import jax.numpy as jnp, jax_dfl
-      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
-      >>> print(f"{jax_dfl.decode(jnp.log(p)):.4f}")
-      4.8000
+    so it costs about what a logsumexp costs and never stores the softmax.
+
+    .. seealso::
+      :func:`jax_dfl.decode_boxes` (side logits to boxes in pixels),
+      :func:`distribution_stats` (the spread around this value).
 
     Args:
       logits: ``(..., num_bins)`` floating logits; ``-inf`` marks a bin of
@@ -41,6 +39,20 @@ def decode(logits: ArrayLike, *, bin_values: ArrayLike | None = None) -> jax.Arr
     Returns:
       Shape ``logits.shape[:-1]``, in bin units, with the logits' dtype
       promoted to at least float32.
+
+    Examples:
+      A distribution with 0.2 on bin 4 and 0.8 on bin 5 decodes to
+      ``4 * 0.2 + 5 * 0.8 = 4.8``:
+
+      >>> import jax.numpy as jnp, jax_dfl
+      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
+      >>> print(f"{jax_dfl.decode(jnp.log(p)):.4f}")
+      4.8000
+
+    References:
+      Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
+      Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
+      NeurIPS 2020.
     """
     logits = jnp.asarray(logits)
     num_bins = _checks.check_logits(logits)
@@ -76,12 +88,29 @@ class DistributionStats(NamedTuple):
 def distribution_stats(
     logits: ArrayLike, *, k: int = 4, bin_values: ArrayLike | None = None
 ) -> DistributionStats:
-    """Shape statistics of each predicted bin distribution: localisation confidence.
+    r"""Shape statistics of each predicted bin distribution: localisation confidence.
 
     A sharp distribution (high top-k mass, low variance and entropy) signals a
-    confident box side. GFLv2's Distribution-Guided Quality Predictor feeds the
-    top-``k`` probabilities and their mean of each side (``k = 4``) to a small
-    MLP that predicts the box's IoU.
+    confident box side. With :math:`p = \mathrm{softmax}(x)` and bin values
+    :math:`v_i`:
+
+    .. math::
+      \mu = \sum_i v_i p_i, \qquad
+      \sigma^2 = \sum_i p_i (v_i - \mu)^2, \qquad
+      H = -\sum_i p_i \log p_i \quad (0 \log 0 = 0).
+
+    GFLv2's Distribution-Guided Quality Predictor feeds the top-``k``
+    probabilities and their mean of each side (``k = 4``) to a small MLP that
+    predicts the box's IoU.
+
+    Args:
+      logits: ``(..., num_bins)`` floating logits.
+      k: number of top probabilities (``1 <= k <= num_bins``).
+      bin_values: optional bin positions for the mean and variance.
+
+    Returns:
+      A :class:`DistributionStats` of ``topk_probs (..., k)``, ``topk_mean``,
+      ``mean``, ``variance`` and ``entropy`` (each of shape ``logits.shape[:-1]``).
 
     Examples:
       >>> import jax.numpy as jnp, numpy as np
@@ -89,13 +118,9 @@ def distribution_stats(
       >>> print(np.asarray(stats.topk_probs).round(4), f"{stats.variance:.2f}", f"{stats.entropy:.4f}")
       [0.8 0.2] 0.16 0.5004
 
-    Args:
-      logits: ``(..., num_bins)`` floating logits.
-      k: number of top probabilities (``1 <= k <= num_bins``).
-      bin_values: optional bin positions for the mean and variance.
-
     References:
-      Li et al., `Generalized Focal Loss V2 <https://arxiv.org/abs/2011.12885>`_, CVPR 2021.
+      Li et al., `Generalized Focal Loss V2: Learning Reliable Localization Quality
+      Estimation for Dense Object Detection <https://arxiv.org/abs/2011.12885>`_, CVPR 2021.
     """
     logits = jnp.asarray(logits)
     num_bins = _checks.check_logits(logits)
@@ -110,6 +135,10 @@ def distribution_stats(
         bins = jnp.arange(num_bins, dtype=x.dtype)
     mean = jnp.sum(p * bins, axis=-1)
     variance = jnp.sum(p * jnp.square(bins - mean[..., None]), axis=-1)
-    entropy = -jnp.sum(jnp.where(p == 0, 0, p * log_p), axis=-1)  # 0 log 0 = 0; NaN stays NaN
+    # 0 log 0 = 0, with the log replaced *before* the product (a double where): with a single
+    # where around p * log p, the unselected branch's 0 * -inf = NaN reaches every gradient.
+    # NaN probabilities fail p == 0 and stay NaN.
+    zero = p == 0
+    entropy = -jnp.sum(p * jnp.where(zero, 0, log_p), axis=-1)
     topk_probs, _ = lax.top_k(p, k)
     return DistributionStats(topk_probs, jnp.mean(topk_probs, axis=-1), mean, variance, entropy)

@@ -1,8 +1,6 @@
 """Localization Distillation: matching a teacher's bin distributions.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +21,8 @@ def distribution_distillation_loss(
 ) -> jax.Array:
     r"""KL divergence from the teacher's to the student's softened bin distribution.
 
+    With student logits :math:`s`, teacher logits :math:`t` and temperature :math:`T`,
+
     .. math::
       \mathcal{L} = T^2\, \mathrm{KL}\big(\mathrm{softmax}(t / T)\,\|\,\mathrm{softmax}(s / T)\big)
 
@@ -30,12 +30,6 @@ def distribution_distillation_loss(
     :math:`T^2` factor keeps gradient magnitudes comparable across
     temperatures. The teacher is treated as a constant (``stop_gradient``).
     It is 0 exactly when the two distributions agree.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> s = jnp.array([[0.0, 1.0, 2.0]])
-      >>> print(distribution_distillation_loss(s, s))
-      [0.]
 
     Args:
       student_logits: ``(..., num_bins)``.
@@ -47,6 +41,12 @@ def distribution_distillation_loss(
 
     Returns:
       Shape ``student_logits.shape[:-1]``, at least float32.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> s = jnp.array([[0.0, 1.0, 2.0]])
+      >>> print(distribution_distillation_loss(s, s))
+      [0.]
 
     References:
       Zheng et al., `Localization Distillation for Dense Object Detection

@@ -2,12 +2,10 @@
 
 Host-side NumPy code (not jittable): it builds the COCO dictionaries in memory
 and runs ``pycocotools``' ``COCOeval``, so the numbers are COCO's own. The
-``pycocotools`` package is the optional extra ``eval`` (``pip install
-"jax_dfl[eval]"``); this module imports without it.
+``pycocotools`` package is the optional extra ``eval`` (``pip install pycocotools``, or
+``pip install ".[eval]"`` from a checkout); this module imports without it.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``, checked on the host.
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+
+from jax_dfl import _deprecation
 
 # COCO's size classes, in pixels^2 of box area (pycocotools' Params.setDetParams). Both ends of a
 # range are inclusive there, so an object of exactly 32^2 counts as small and as medium.
@@ -39,7 +39,8 @@ def _import_pycocotools():
     except ImportError as error:
         raise ImportError(
             "coco_evaluate needs pycocotools (the official COCO API), an optional dependency: "
-            'pip install "jax_dfl[eval]"  (or: pip install pycocotools)'
+            'pip install "pycocotools>=2.0.7"  (what the extra jax_dfl[eval] installs; from a checkout: '
+            'pip install ".[eval]")'
         ) from error
     return COCO, COCOeval
 
@@ -100,13 +101,14 @@ def coco_evaluate(
     pred_boxes: ArrayLike,
     pred_scores: ArrayLike,
     pred_labels: ArrayLike,
-    pred_valid: ArrayLike | None,
     gt_boxes: ArrayLike,
     gt_labels: ArrayLike,
-    gt_mask: ArrayLike | None,
-    *,
+    *legacy: ArrayLike | None,
+    pred_mask: ArrayLike | None = None,
+    gt_mask: ArrayLike | None = None,
     max_detections: int = 100,
     area_ranges: Mapping[str, tuple[float, float]] | None = None,
+    **deprecated: ArrayLike | None,
 ) -> dict[str, float]:
     """COCO bounding-box AP and AR of a batch of images, computed by ``pycocotools``.
 
@@ -131,29 +133,26 @@ def coco_evaluate(
     is a false positive; a size class keeps the ground truth whose area is in
     its range (ends inclusive) and drops unmatched detections outside it.
 
-    Host-side and not jittable: call it on concrete arrays (NumPy, JAX or
-    lists) outside ``jit``.
+    .. warning::
+      Host-side and not jittable: call it on concrete arrays (NumPy, JAX or
+      lists) outside ``jit``.
 
-    Examples:
-      >>> import numpy as np
-      >>> gt = np.array([[[10.0, 10, 50, 50], [60, 60, 200, 200]]])  # one image: 40^2 and 140^2 px
-      >>> labels = np.array([[0, 1]])
-      >>> stats = coco_evaluate(gt, [[0.9, 0.8]], labels, None, gt, labels, None)
-      >>> print(list(stats))
-      ['AP', 'AP50', 'AP75', 'AP_S', 'AP_M', 'AP_L', 'AR@1', 'AR@10', 'AR@100', 'AR_S', 'AR_M', 'AR_L']
-      >>> print([round(stats[name], 3) for name in ("AP", "AP_S", "AP_M", "AP_L", "AR@1")])  # no small object
-      [1.0, nan, 1.0, 1.0, 1.0]
+    .. versionchanged:: 0.3.0
+      The masks are optional keywords, ``pred_mask=`` (was ``pred_valid``) and
+      ``gt_mask=``. The old positional form ``coco_evaluate(pred_boxes,
+      pred_scores, pred_labels, pred_valid, gt_boxes, gt_labels, gt_mask)``
+      still works with a ``DeprecationWarning`` until 0.4.0.
 
     Args:
-      pred_boxes: ``(B, D, 4)`` predicted xyxy boxes, floating. Predicted
+      pred_boxes: ``(B, D, 4)`` predicted xyxy boxes, float or int. Predicted
         widths or heights below 0 count as 0.
       pred_scores: ``(B, D)`` floating confidences (higher is better).
       pred_labels: ``(B, D)`` integer class ids.
-      pred_valid: ``(B, D)`` boolean mask of real predictions (padding
-        False), or None for all.
-      gt_boxes: ``(B, G, 4)`` ground-truth xyxy boxes, floating.
+      gt_boxes: ``(B, G, 4)`` ground-truth xyxy boxes, float or int.
       gt_labels: ``(B, G)`` integer class ids.
-      gt_mask: ``(B, G)`` boolean mask of real objects, or None for all.
+      pred_mask: ``(B, D)`` boolean mask of real predictions (padding
+        False), or None (default) for all.
+      gt_mask: ``(B, G)`` boolean mask of real objects, or None (default) for all.
       max_detections: Python int > 0, COCO's largest ``maxDets`` (keyword-only).
         Above 100 for images with hundreds of objects.
       area_ranges: optional ``{name: (lo, hi)}`` areas in pixels^2 replacing
@@ -174,20 +173,53 @@ def coco_evaluate(
         non-finite valid box or score, a ground-truth box with ``x2 < x1``
         or ``y2 < y1``, or a bad ``max_detections`` / ``area_ranges``.
 
+    Examples:
+      >>> import numpy as np
+      >>> gt = np.array([[[10.0, 10, 50, 50], [60, 60, 200, 200]]])  # one image: 40^2 and 140^2 px
+      >>> labels = np.array([[0, 1]])
+      >>> stats = coco_evaluate(gt, [[0.9, 0.8]], labels, gt, labels)
+      >>> print(list(stats))
+      ['AP', 'AP50', 'AP75', 'AP_S', 'AP_M', 'AP_L', 'AR@1', 'AR@10', 'AR@100', 'AR_S', 'AR_M', 'AR_L']
+      >>> print([round(stats[name], 3) for name in ("AP", "AP_S", "AP_M", "AP_L", "AR@1")])  # no small object
+      [1.0, nan, 1.0, 1.0, 1.0]
+
     References:
       Lin et al., `Microsoft COCO: Common Objects in Context
       <https://arxiv.org/abs/1405.0312>`_, ECCV 2014; the COCO API,
       https://github.com/cocodataset/cocoapi (``PythonAPI/pycocotools/cocoeval.py``).
     """
+    if legacy:
+        # The 0.2 order: pred_valid came 4th and gt_mask 7th, both positional.
+        if len(legacy) > 2 or pred_mask is not None:
+            raise TypeError(
+                "coco_evaluate() takes 5 positional arguments; pass the masks as pred_mask=, gt_mask="
+            )
+        _deprecation.warn(
+            "coco_evaluate(): the positional masks are deprecated; write coco_evaluate(pred_boxes, "
+            "pred_scores, pred_labels, gt_boxes, gt_labels, pred_mask=..., gt_mask=...)",
+        )
+        pred_mask, gt_boxes, gt_labels = gt_boxes, gt_labels, legacy[0]
+        if len(legacy) == 2:
+            if gt_mask is not None:
+                raise TypeError("coco_evaluate() got gt_mask both by position and by keyword")
+            gt_mask = legacy[1]
+    _deprecation.move_keyword(deprecated, "pred_valid", "pred_mask", "coco_evaluate")
+    if "pred_mask" in deprecated:
+        if pred_mask is not None:
+            raise TypeError("coco_evaluate() got both pred_valid= (deprecated) and pred_mask=")
+        pred_mask = deprecated.pop("pred_mask")
+    if deprecated:
+        raise TypeError(f"coco_evaluate() got unexpected keyword arguments {sorted(deprecated)}")
+    pred_valid = pred_mask
     pred_boxes, gt_boxes = _boxes("pred_boxes", pred_boxes), _boxes("gt_boxes", gt_boxes)
     pred_scores = _host("pred_scores", pred_scores, "float")
     pred_labels = _host("pred_labels", pred_labels, "int")
     pred_valid = (
-        np.ones(pred_boxes.shape[:2], bool) if pred_valid is None else _host("pred_valid", pred_valid, "bool")
+        np.ones(pred_boxes.shape[:2], bool) if pred_valid is None else _host("pred_mask", pred_valid, "bool")
     )
     gt_labels = _host("gt_labels", gt_labels, "int")
     gt_mask = np.ones(gt_boxes.shape[:2], bool) if gt_mask is None else _host("gt_mask", gt_mask, "bool")
-    for name, x in [("pred_scores", pred_scores), ("pred_labels", pred_labels), ("pred_valid", pred_valid)]:
+    for name, x in [("pred_scores", pred_scores), ("pred_labels", pred_labels), ("pred_mask", pred_valid)]:
         _same_shape(name, x, "pred_boxes", pred_boxes)
     for name, x in [("gt_labels", gt_labels), ("gt_mask", gt_mask)]:
         _same_shape(name, x, "gt_boxes", gt_boxes)
@@ -206,7 +238,7 @@ def coco_evaluate(
         raise ValueError(f"max_detections must be a positive Python int; got {max_detections}")
     ranges = _area_ranges(area_ranges)
     if not np.all(np.isfinite(pred_boxes[pred_valid])) or not np.all(np.isfinite(pred_scores[pred_valid])):
-        raise ValueError("pred_boxes and pred_scores must be finite where pred_valid is True")
+        raise ValueError("pred_boxes and pred_scores must be finite where pred_mask is True")
     real_gt = gt_boxes[gt_mask]
     if not np.all(np.isfinite(real_gt)):
         raise ValueError("gt_boxes must be finite where gt_mask is True")

@@ -45,7 +45,8 @@ def _hl_gauss_probs(targets: jax.Array, edges: jax.Array, sigma) -> jax.Array:
     # Clipped into the support, as DFL does: far outside it every erf saturates to
     # the same +-1 and the normaliser would be 0.
     low, high = edges[0] + 0.5 * (edges[1] - edges[0]), edges[-1] - 0.5 * (edges[-1] - edges[-2])
-    targets = jnp.clip(targets, low, high)[..., None]
+    # +-inf is NaN here, not clipped to a confident end bin (the input rules' non-finite rule).
+    targets = jnp.clip(jnp.where(jnp.isinf(targets), jnp.nan, targets), low, high)[..., None]
     scale = jnp.asarray(sigma, targets.dtype) * math.sqrt(2.0)
     upper = lax.erf((edges[1:] - targets) / scale)  # 2 Phi - 1 at each bin's upper edge
     lower = lax.erf((edges[:-1] - targets) / scale)
@@ -122,23 +123,20 @@ def hl_gauss(
     computed by differences of ``erf``. As ``sigma -> 0`` it tends to the
     one-hot of the bin containing ``y``.
 
-    Decode bias: the expectation ``sum_i v_i q_i`` is ``y`` only approximately.
-    Away from the ends, for integer bins, the error oscillates with the
-    fractional part of ``y`` with an amplitude that falls like
-    :math:`e^{-2\pi^2\sigma^2}` (about 2e-3 bins at ``sigma = 0.5``, 5e-6
-    at ``sigma = 0.75``; at ``sigma = 0.25`` it is 0.09 bins, a
-    staircase towards the bin centres). Within about ``2 sigma`` of either end
-    the truncation pulls the expectation towards the middle: at ``y = 0``
-    with ``sigma = 0.75`` it is 0.37 bins, not 0. Targets there are learned
-    with that bias unless the support extends beyond the targets' range.
+    .. warning::
+      Decode bias: the expectation ``sum_i v_i q_i`` is ``y`` only approximately.
+      Away from the ends, for integer bins, the error oscillates with the
+      fractional part of ``y`` with an amplitude that falls like
+      :math:`e^{-2\pi^2\sigma^2}` (about 2e-3 bins at ``sigma = 0.5``, 5e-6
+      at ``sigma = 0.75``; at ``sigma = 0.25`` it is 0.09 bins, a
+      staircase towards the bin centres). Within about ``2 sigma`` of either end
+      the truncation pulls the expectation towards the middle: at ``y = 0``
+      with ``sigma = 0.75`` it is 0.37 bins, not 0. Targets there are learned
+      with that bias unless the support extends beyond the targets' range.
 
-    Examples:
-      >>> import numpy as np, jax_dfl as hg
-      >>> q = hg.hl_gauss(2.0, 5, sigma=0.75)
-      >>> print(np.asarray(q).round(3), f"{float(q.sum()):.3f}")
-      [0.022 0.23  0.495 0.23  0.022] 1.000
-      >>> print(np.asarray(hg.hl_gauss(2.3, 5, sigma=1e-4)))  # sigma -> 0: one-hot
-      [0. 0. 1. 0. 0.]
+    .. seealso::
+      :func:`hl_gauss_loss` (the cross-entropy against this label);
+      :func:`jax_dfl.two_hot` (DFL's label).
 
     Args:
       targets: targets in bin units (or in the units of ``bin_values``).
@@ -152,6 +150,14 @@ def hl_gauss(
       Shape ``targets.shape + (num_bins,)``, float32 (float64 for float64
       targets). Rows sum to 1; targets outside the bin range are clipped into
       it; NaN targets give NaN rows.
+
+    Examples:
+      >>> import numpy as np, jax_dfl as hg
+      >>> q = hg.hl_gauss(2.0, 5, sigma=0.75)
+      >>> print(np.asarray(q).round(3), f"{float(q.sum()):.3f}")
+      [0.022 0.23  0.495 0.23  0.022] 1.000
+      >>> print(np.asarray(hg.hl_gauss(2.3, 5, sigma=1e-4)))  # sigma -> 0: one-hot
+      [0. 0. 1. 0. 0.]
 
     References:
       Imani & White, `Improving Regression Performance with Distributional
@@ -188,26 +194,18 @@ def hl_gauss_loss(
     gradients with respect to the targets and ``sigma`` are the formula's
     own. The soft label is an elementwise function of the targets recomputed
     where it is used, so XLA fuses it into the reductions: no ``(rows, bins)``
-    temporary is stored beyond what ``logsumexp``'s own gradient keeps. The
-    label gives every bin some weight, so a ``-inf`` logit makes the loss
-    huge (it is treated as the most negative float) unless its weight
-    underflowed to 0, where it contributes 0.
+    temporary is stored beyond what ``logsumexp``'s own gradient keeps.
 
-    Input rules are :func:`jax_dfl.distribution_focal_loss`'s: floating
-    logits, ``targets.shape == logits.shape[:-1]`` exactly, a boolean
-    ``where`` of the same shape (masked elements give loss 0 and gradient 0,
-    even when their logits or targets are NaN or infinite), bf16/f16 computed
-    in float32 and the result in the logits' dtype promoted to at least
-    float32. Targets outside ``[v_0, v_{K-1}]`` are clipped into it (as in
-    DFL); NaN targets give a NaN loss.
+    Its arguments follow the rules of :func:`jax_dfl.distribution_focal_loss`
+    (see :doc:`/conventions`): ``targets.shape == logits.shape[:-1]`` exactly,
+    masked elements give loss 0 and gradient 0 even when their logits or
+    targets are NaN or infinite, bf16/f16 are computed in float32.
 
-    Examples:
-      >>> import jax, jax.numpy as jnp, jax_dfl as hg
-      >>> logits = jnp.log(hg.hl_gauss(jnp.array([3.2]), 8, sigma=0.75))
-      >>> loss = hg.hl_gauss_loss(logits, jnp.array([3.2]), sigma=0.75)
-      >>> grad = jax.grad(lambda x: hg.hl_gauss_loss(x, jnp.array([3.2]), sigma=0.75).sum())(logits)
-      >>> print(f"{float(loss[0]):.4f}", bool(jnp.abs(grad).max() < 1e-6))  # the entropy; p = q
-      1.2003 True
+    .. warning::
+      Targets outside ``[v_0, v_{K-1}]`` are clipped into it (as in DFL); NaN
+      targets give a NaN loss. The label gives every bin some weight, so a
+      ``-inf`` logit makes the loss huge (it is treated as the most negative
+      float) unless its weight underflowed to 0, where it contributes 0.
 
     Args:
       logits: ``(..., num_bins)`` floating logits.
@@ -218,11 +216,23 @@ def hl_gauss_loss(
       bin_values: optional strictly increasing bin positions, one per bin.
 
     Returns:
-      The loss per element, shape ``logits.shape[:-1]``.
+      The loss per element, shape ``logits.shape[:-1]``, in the logits' dtype
+      promoted to at least float32.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jax_dfl as hg
+      >>> logits = jnp.log(hg.hl_gauss(jnp.array([3.2]), 8, sigma=0.75))
+      >>> loss = hg.hl_gauss_loss(logits, jnp.array([3.2]), sigma=0.75)
+      >>> grad = jax.grad(lambda x: hg.hl_gauss_loss(x, jnp.array([3.2]), sigma=0.75).sum())(logits)
+      >>> print(f"{float(loss[0]):.4f}", bool(jnp.abs(grad).max() < 1e-6))  # the entropy; p = q
+      1.2003 True
 
     References:
-      Imani & White, ICML 2018; Farebrother et al., ICML 2024 (see
-      :func:`hl_gauss`).
+      Imani & White, `Improving Regression Performance with Distributional
+      Losses <https://proceedings.mlr.press/v80/imani18a.html>`_, ICML 2018.
+      Farebrother et al., `Stop Regressing: Training Value Functions via
+      Classification for Scalable Deep RL <https://arxiv.org/abs/2403.03950>`_,
+      ICML 2024.
     """
     _check_sigma(sigma)
     logits = jnp.asarray(logits)

@@ -3,9 +3,7 @@
 These helpers use only ``jax.grad`` and ``jax.vmap`` on the loss you pass, so
 they work for any differentiable loss, including your own.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -29,15 +27,16 @@ def gradient_profile(
     *,
     target: float | ArrayLike = 0.0,
 ) -> jax.Array:
-    """``d loss(prediction, target) / d prediction`` at ``prediction = target + error``.
+    r"""``d loss(prediction, target) / d prediction`` at ``prediction = target + error``.
 
-    Examples:
-      L1's gradient is the sign of the error, whatever its size:
+    .. math::
+      g(e) = \frac{\partial \mathcal{L}(\hat y, y)}{\partial \hat y}\Big|_{\hat y = y + e}
 
-      >>> import jax.numpy as jnp
-      >>> l1 = lambda pred, y: jnp.abs(pred - y)
-      >>> print(gradient_profile(l1, jnp.array([-2.0, -0.01, 0.01, 3.0])))
-      [-1. -1.  1.  1.]
+    for each error :math:`e`, by ``jax.grad`` of ``loss_fn`` vmapped over the errors.
+
+    .. seealso::
+      :func:`distribution_gradient_profile` for losses of a distribution;
+      :doc:`/tutorials/gradients`.
 
     Args:
       loss_fn: scalar loss of a scalar prediction and a scalar target.
@@ -46,6 +45,14 @@ def gradient_profile(
 
     Returns:
       The gradient at each error, shape ``errors.shape``.
+
+    Examples:
+      L1's gradient is the sign of the error, whatever its size:
+
+      >>> import jax.numpy as jnp
+      >>> l1 = lambda pred, y: jnp.abs(pred - y)
+      >>> print(gradient_profile(l1, jnp.array([-2.0, -0.01, 0.01, 3.0])))
+      [-1. -1.  1.  1.]
     """
     errors = _float_values("errors", errors)
     target = jnp.asarray(target, errors.dtype)
@@ -82,13 +89,45 @@ def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, 
 
 
 def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
-    """Logits of a discretised Gaussian centred on ``location`` (in bin units)."""
+    r"""Logits of a discretised Gaussian centred on ``location`` (in bin units).
+
+    .. math::
+      x_i = -\frac{1}{2} \left(\frac{i - \mu}{w}\right)^2
+
+    Args:
+      location: the centre :math:`\mu`, in bin units, any shape.
+      num_bins: number of bins (a Python int, at least 2).
+      width: the standard deviation :math:`w` in bins, > 0.
+
+    Returns:
+      Logits of shape ``location.shape + (num_bins,)``, at least float32.
+
+    Examples:
+      >>> print(gaussian_logits(1.0, 3))
+      [-0.5 -0.  -0.5]
+    """
     bins, location = _family_grid(location, num_bins, width)
     return -0.5 * jnp.square((bins - location) / width)
 
 
 def laplace_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
-    """Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails."""
+    r"""Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails.
+
+    .. math::
+      x_i = -\frac{|i - \mu|}{w}
+
+    Args:
+      location: the centre :math:`\mu`, in bin units, any shape.
+      num_bins: number of bins (a Python int, at least 2).
+      width: the scale :math:`w` in bins, > 0.
+
+    Returns:
+      Logits of shape ``location.shape + (num_bins,)``, at least float32.
+
+    Examples:
+      >>> print(laplace_logits(1.0, 3, width=2.0))
+      [-0.5 -0.  -0.5]
+    """
     bins, location = _family_grid(location, num_bins, width)
     return -jnp.abs(bins - location) / width
 
@@ -96,9 +135,27 @@ def laplace_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLi
 def skewed_logits(
     location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0, skew: float | ArrayLike = 2.0
 ) -> jax.Array:
-    """A two-piece Gaussian: mode at ``location``, scale ``width / skew`` left of it, ``width * skew`` right.
+    r"""A two-piece Gaussian: mode at ``location``, scale ``width / skew`` left of it, ``width * skew`` right.
 
-    Asymmetric (its mean lies right of its mode) with Gaussian tails on both sides.
+    .. math::
+      x_i = -\frac{1}{2} \left(\frac{i - \mu}{s_i}\right)^2, \qquad
+      s_i = \begin{cases} w / \kappa & i < \mu \\ w \kappa & i \ge \mu \end{cases}
+
+    Asymmetric (its mean lies right of its mode for ``skew > 1``) with Gaussian
+    tails on both sides.
+
+    Args:
+      location: the mode :math:`\mu`, in bin units, any shape.
+      num_bins: number of bins (a Python int, at least 2).
+      width: the scale :math:`w` in bins, > 0.
+      skew: the asymmetry :math:`\kappa`, > 0 (1 is the Gaussian).
+
+    Returns:
+      Logits of shape ``location.shape + (num_bins,)``, at least float32.
+
+    Examples:
+      >>> print(skewed_logits(1.0, 3))
+      [-2.    -0.    -0.125]
     """
     bins, location = _family_grid(location, num_bins, width)
     _checks.positive("skew", skew)
@@ -115,7 +172,28 @@ def bimodal_logits(
     offset: float | ArrayLike = 3.0,
     weight: float | ArrayLike = 0.3,
 ) -> jax.Array:
-    """Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``."""
+    r"""Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``.
+
+    .. math::
+      x_i = \log\left((1 - a)\, e^{-\frac{1}{2}((i - \mu)/w)^2}
+            + a\, e^{-\frac{1}{2}((i - \mu - o)/w)^2}\right)
+
+    Args:
+      location: the main mode :math:`\mu`, in bin units, any shape.
+      num_bins: number of bins (a Python int, at least 2).
+      width: both components' standard deviation :math:`w` in bins, > 0.
+      offset: the second mode's distance :math:`o` from the first, in bins.
+      weight: the second mode's share :math:`a`, in ``(0, 1)``.
+
+    Returns:
+      Logits of shape ``location.shape + (num_bins,)``, at least float32.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> p = jax.nn.softmax(bimodal_logits(0.0, 4, width=0.1, offset=3.0, weight=0.3))
+      >>> print(np.asarray(p).round(3))
+      [0.7 0.  0.  0.3]
+    """
     bins, location = _family_grid(location, num_bins, width)
     _checks.positive("weight", weight)
     if _checks.is_concrete(weight) and not float(np.asarray(weight)) < 1:
@@ -143,7 +221,7 @@ def distribution_gradient_profile(
     width: float | ArrayLike = 1.0,
     family: str | Callable[[jax.Array], jax.Array] = "gaussian",
 ) -> DistributionGradients:
-    """Gradients of a distribution loss at distributions centred ``error`` away from the target.
+    r"""Gradients of a distribution loss at distributions centred ``error`` away from the target.
 
     The prediction is parameterised as a location family of logits over the
     bins, ``family(mu)`` with ``mu = target + error``: by default a
@@ -151,16 +229,38 @@ def distribution_gradient_profile(
     ``"skewed"`` (asymmetric) and ``"bimodal"`` (see :data:`FAMILIES`) are the
     same with other shapes, or pass any function of ``mu`` returning
     ``(num_bins,)`` logits. The gradient with respect to the prediction is
-    taken along the family, ``(d loss / d mu) / (d decode / d mu)``, so that it
-    is comparable with a scalar loss's; the gradient with respect to the logits
-    is the raw one.
+    taken along the family,
 
-    What this does and does not show: the gradient with respect to the
-    decoded prediction depends on the family as much as on the loss (for DFL
-    it grows linearly with the error along the Gaussian family but is nearly
-    constant, like L1's, along the Laplace one), and a trained network's
-    distributions belong to none of these families. The gradient with respect
-    to the logits (``softmax - target``) is what the network actually receives.
+    .. math::
+      \frac{\partial \mathcal{L}}{\partial \hat y}
+      = \frac{\partial \mathcal{L} / \partial \mu}{\partial\, \mathrm{decode} / \partial \mu},
+
+    so that it is comparable with a scalar loss's; the gradient with respect to
+    the logits is the raw one.
+
+    .. warning::
+      The gradient with respect to the decoded prediction depends on the
+      family as much as on the loss (for DFL it grows linearly with the error
+      along the Gaussian family but is nearly constant, like L1's, along the
+      Laplace one), and a trained network's distributions belong to none of
+      these families. The gradient with respect to the logits
+      (``softmax - target``) is what the network actually receives.
+
+    .. seealso::
+      :doc:`/tutorials/gradients`.
+
+    Args:
+      loss_fn: scalar loss of ``(num_bins,)`` logits and a scalar target.
+      errors: signed errors of the distribution's location from the target.
+      target: the target, in bin units.
+      num_bins: number of bins.
+      width: the family's scale, in bins (the Gaussian's standard deviation).
+      family: a name from :data:`FAMILIES` or a function ``mu -> logits``.
+
+    Returns:
+      A :class:`DistributionGradients` of ``prediction``, ``grad_prediction``
+      and ``grad_logits_norm`` (shape ``errors.shape``) and ``grad_logits``
+      (``errors.shape + (num_bins,)``).
 
     Examples:
       DFL's logit gradient is ``softmax - two_hot``; along the Gaussian family its
@@ -176,14 +276,6 @@ def distribution_gradient_profile(
       ...     dfl, jnp.array([1.0, 3.0]), target=8.3, num_bins=17, family="laplace")
       >>> print(out.grad_prediction.round(2))
       [0.77 0.78]
-
-    Args:
-      loss_fn: scalar loss of ``(num_bins,)`` logits and a scalar target.
-      errors: signed errors of the distribution's location from the target.
-      target: the target, in bin units.
-      num_bins: number of bins.
-      width: the family's scale, in bins (the Gaussian's standard deviation).
-      family: a name from :data:`FAMILIES` or a function ``mu -> logits``.
     """
     errors = _float_values("errors", errors)
     target = jnp.asarray(target, errors.dtype)

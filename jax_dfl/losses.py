@@ -5,9 +5,7 @@ A target ``y`` with ``k = floor(y)`` is split between its two neighbouring bins
 by linear interpolation, ``w_k = (k + 1) - y`` and ``w_{k+1} = y - k``, so the
 expectation of the two-hot distribution is ``y`` itself.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -29,8 +27,11 @@ def _bracket(targets: jax.Array, num_bins: int, bin_values: jax.Array | None = N
     Uniform bins (``bin_values=None``) are the integers ``0 .. num_bins - 1``.
     ``k`` is capped at ``num_bins - 2`` so that the last bin value is exact
     (all weight on the last bin) instead of needing a ``- 0.01`` clamp.
-    NaN targets give NaN weights (and an arbitrary but in-range ``k``).
+    Non-finite targets (NaN, +-inf) give NaN weights (and an arbitrary but
+    in-range ``k``): an infinite target is not clipped to the end bin.
     """
+    # +-inf would clip to a confident end-bin target; the input rules make it NaN like NaN.
+    targets = jnp.where(jnp.isinf(targets), jnp.nan, targets)
     if bin_values is None:
         y = jnp.clip(targets, 0, num_bins - 1)
         left = jnp.clip(jnp.floor(y), 0, num_bins - 2)
@@ -159,13 +160,13 @@ def _dfl_jvp(primals, tangents):
     if not isinstance(d_targets, SymbolicZero):
         # d/dy of (w_l, w_r) is (-1, +1) / spacing; zero where the target was clipped.
         low, high = (0, num_bins - 1) if bin_values is None else (bin_values[0], bin_values[-1])
-        # NaN targets are "inside" so that their gradient is NaN too (NaN in, NaN out).
-        inside = ((targets >= low) & (targets <= high)) | jnp.isnan(targets)
+        # Non-finite targets are "inside" so that their gradient is NaN too (NaN in, NaN out).
+        inside = ((targets >= low) & (targets <= high)) | ~jnp.isfinite(targets)
         if where is not None:
             inside &= where
         # x_k and x_{k+1} come from the forward pass: no gathers.
         slope = x_left - x_right if spacing is None else (x_left - x_right) / spacing
-        slope = jnp.where(jnp.isnan(targets), jnp.nan, slope)
+        slope = jnp.where(jnp.isfinite(targets), slope, jnp.nan)
         d_loss += jnp.where(inside, slope, 0) * d_targets
     return loss, d_loss
 
@@ -182,16 +183,34 @@ def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None =
     distribution over the two nearest bins whose mean is ``y``.
 
     With ``bin_values`` ``v`` (increasing, one per bin) the weights are the
-    linear interpolation between the neighbouring values:
-    :math:`(v_{k+1} - y) / (v_{k+1} - v_k)` on bin ``k`` and
-    :math:`(y - v_k) / (v_{k+1} - v_k)` on bin ``k + 1``, targets clipped to
-    ``[v_0, v_{K-1}]``; the expectation ``sum_i v_i w_i`` is again ``y``.
+    linear interpolation between the neighbouring values, targets clipped to
+    ``[v_0, v_{K-1}]``:
+
+    .. math::
+      w_k = \frac{v_{k+1} - y}{v_{k+1} - v_k}, \qquad
+      w_{k+1} = \frac{y - v_k}{v_{k+1} - v_k},
+
+    and the expectation :math:`\sum_i v_i w_i` is again ``y``.
 
     The loss never builds this array; it is provided for inspection, tests and
     for losses that want a dense target.
 
+    .. seealso::
+      :func:`distribution_focal_loss` (the cross-entropy against this target),
+      :func:`two_hot_entropy` (its entropy).
+
+    Args:
+      targets: real targets in bin units (or in the units of ``bin_values``).
+      num_bins: number of bins (a Python int, at least 2).
+      bin_values: optional strictly increasing 1-D array of ``num_bins`` bin
+        positions; default ``0 .. num_bins - 1``.
+
+    Returns:
+      An array of shape ``targets.shape + (num_bins,)``, float32 (float64 for
+      float64 targets). Rows sum to 1; NaN targets give NaN rows.
+
     Examples:
-      The seed document's worked examples:
+      A target of 2.37 lies between bins 2 and 3, one of 4.8 between bins 4 and 5:
 
       >>> import numpy as np, jax_dfl
       >>> print(np.asarray(jax_dfl.two_hot(2.37, 6)).round(4))
@@ -206,20 +225,15 @@ def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None =
       >>> print(jax_dfl.two_hot(6.0, 6, bin_values=[0, 1, 2, 4, 8, 16]))
       [0.  0.  0.  0.5 0.5 0. ]
 
-    Args:
-      targets: real targets in bin units (or in the units of ``bin_values``).
-      num_bins: number of bins (a Python int, at least 2).
-      bin_values: optional strictly increasing 1-D array of ``num_bins`` bin
-        positions; default ``0 .. num_bins - 1``.
-
-    Returns:
-      An array of shape ``targets.shape + (num_bins,)``, float32 (float64 for
-      float64 targets). Rows sum to 1; NaN targets give NaN rows.
+    References:
+      Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
+      Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
+      NeurIPS 2020.
     """
     targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
     index, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, targets.dtype)
-    return jnp.where(jnp.isnan(targets)[..., None], jnp.nan, encoded)
+    return jnp.where(jnp.isfinite(targets)[..., None], encoded, jnp.nan)
 
 
 def distribution_focal_loss(
@@ -231,9 +245,9 @@ def distribution_focal_loss(
 ) -> jax.Array:
     r"""Distribution Focal Loss (DFL), unreduced.
 
-    With :math:`p = \mathrm{softmax}(\text{logits})` over the last axis and the
-    two-hot weights :math:`w_k = (k+1) - y`, :math:`w_{k+1} = y - k` of the
-    target (see :func:`two_hot`),
+    With :math:`p = \mathrm{softmax}(x)` of the logits :math:`x` over the last
+    axis and the two-hot weights :math:`w_k = (k+1) - y`, :math:`w_{k+1} = y - k`
+    of the target :math:`y` (see :func:`two_hot`),
 
     .. math::
       \mathcal{L}(y) = -\left(w_k \log p_k + w_{k+1} \log p_{k+1}\right)
@@ -247,32 +261,21 @@ def distribution_focal_loss(
     stored. With respect to the targets the gradient is :math:`x_k - x_{k+1}`
     (zero where a target was clipped).
 
-    Conventions:
-      * Bins are the integers ``0 .. num_bins - 1``, ``num_bins = logits.shape[-1]``
-        (ultralytics' ``reg_max``; mmdetection/GFocal/nanodet's ``reg_max + 1``).
-      * Targets outside ``[0, num_bins - 1]`` are clipped into it; the end
-        point ``num_bins - 1`` is exact. NaN targets give a NaN loss. Use
-        :func:`validate_targets` under ``checkify`` to make either an error.
-      * bf16/f16 logits are computed in float32. The loss has the logits'
-        dtype promoted to at least float32; the gradient has the logits' dtype.
+    Bins are the integers ``0 .. num_bins - 1``, ``num_bins = logits.shape[-1]``:
+    ultralytics' ``reg_max``, mmdetection/GFocal/nanodet's ``reg_max + 1``.
+    bf16/f16 logits are computed in float32.
 
-    Examples:
-      The seed document's first example. Its prediction sums to 1.05, which no
-      softmax produces; as logits it is renormalised, so the loss is 0.7096
-      rather than the 0.6608 that its unnormalised formula gives:
+    .. warning::
+      Targets outside ``[0, num_bins - 1]`` are clipped into it silently (the
+      end point ``num_bins - 1`` is exact, no margin needed), and NaN targets
+      give a NaN loss. Use :func:`validate_targets` under ``checkify`` to make
+      either an error.
 
-      >>> import jax.numpy as jnp, jax_dfl
-      >>> p = jnp.array([0.0, 0.05, 0.60, 0.40, 0.0, 0.0])
-      >>> loss = jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(2.37))
-      >>> print(f"{loss:.4f}")
-      0.7096
-
-      Its second example: a prediction equal to the target still costs the
-      target's entropy, not 0:
-
-      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
-      >>> print(f"{jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(4.8)):.4f}")
-      0.5004
+    .. seealso::
+      :doc:`/conventions` for ``num_bins`` against the ``reg_max`` of ultralytics
+      and mmdetection and the input rules; :func:`distribution_focal_kl` for the
+      same loss shifted to 0 at its optimum; :func:`jax_dfl.decode` to read a
+      value off the logits.
 
     Args:
       logits: ``(..., num_bins)`` floating logits.
@@ -286,7 +289,27 @@ def distribution_focal_loss(
         flows into them. ``None`` (the integers) takes the fastest path.
 
     Returns:
-      The loss per element, shape ``logits.shape[:-1]``.
+      The loss per element, shape ``logits.shape[:-1]``, in the logits' dtype
+      promoted to at least float32; the gradient has the logits' dtype.
+
+    Examples:
+      A hand-written prediction ``p`` for a target of 2.37 that sums to 1.05,
+      so no softmax produces it. Passed as logits ``log(p)``, it is
+      renormalised by the softmax, so the loss is 0.7096 rather than the 0.6608
+      of :math:`-(0.63 \ln 0.60 + 0.37 \ln 0.40)` on the unnormalised numbers:
+
+      >>> import jax.numpy as jnp, jax_dfl
+      >>> p = jnp.array([0.0, 0.05, 0.60, 0.40, 0.0, 0.0])
+      >>> loss = jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(2.37))
+      >>> print(f"{loss:.4f}")
+      0.7096
+
+      A prediction equal to the two-hot target of 4.8 is the optimum, yet it
+      still costs the target's entropy, not 0:
+
+      >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
+      >>> print(f"{jax_dfl.distribution_focal_loss(jnp.log(p), jnp.array(4.8)):.4f}")
+      0.5004
 
     References:
       Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
@@ -321,8 +344,20 @@ def validate_targets(
     :func:`distribution_focal_loss` clips out-of-range targets silently (and
     NaN propagates). Call this inside the function you jit and wrap it with
     :func:`jax.experimental.checkify.checkify` to turn either into an error
-    that names the offending minimum and maximum. Outside ``checkify`` a
-    jitted call fails to trace, as for any ``checkify.check``.
+    that names the offending minimum and maximum.
+
+    .. warning::
+      Outside ``checkify`` a jitted call fails to trace, as for any
+      ``checkify.check``.
+
+    Args:
+      targets: targets in bin units.
+      num_bins: number of bins.
+      where: optional boolean mask; masked-out targets are not checked.
+      bin_values: optional bin positions; the range is then ``[v_0, v_{K-1}]``.
+
+    Returns:
+      ``None``; the check is recorded for ``checkify``.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jax_dfl
@@ -333,12 +368,6 @@ def validate_targets(
       >>> err, _ = checkify.checkify(jax.jit(loss_fn))(jnp.zeros((2, 4)), jnp.array([0.5, 7.0]))
       >>> print(err.get())  # doctest: +ELLIPSIS
       targets must be finite and in [0, 3]; got min=0.5, max=7.0...
-
-    Args:
-      targets: targets in bin units.
-      num_bins: number of bins.
-      where: optional boolean mask; masked-out targets are not checked.
-      bin_values: optional bin positions; the range is then ``[v_0, v_{K-1}]``.
     """
     num_bins = _checks.check_num_bins(num_bins)
     targets = _checks.real("targets", targets)
@@ -367,14 +396,28 @@ def validate_targets(
 
 
 def two_hot_entropy(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None = None) -> jax.Array:
-    """Entropy of :func:`two_hot` ``(targets)``: DFL's minimum over all predictions.
+    r"""Entropy of :func:`two_hot` ``(targets)``: DFL's minimum over all predictions.
 
-    ``-(w_k log w_k + w_{k+1} log w_{k+1})`` with ``0 log 0 = 0``: 0 for targets
-    on a bin, ``log 2`` half-way between two bins.
+    .. math::
+      H(y) = -\left(w_k \log w_k + w_{k+1} \log w_{k+1}\right), \qquad 0 \log 0 = 0,
+
+    0 for targets on a bin, :math:`\log 2` half-way between two bins.
+
+    .. seealso::
+      :func:`distribution_focal_kl`, which subtracts it from the loss.
+
+    Args:
+      targets: real targets in bin units (or in the units of ``bin_values``).
+      num_bins: number of bins (a Python int, at least 2).
+      bin_values: optional strictly increasing bin positions, one per bin.
+
+    Returns:
+      The entropy in nats, shape ``targets.shape``, float32 (float64 for
+      float64 targets).
 
     Examples:
       >>> import jax_dfl
-      >>> print(f"{jax_dfl.two_hot_entropy(4.8, 6):.4f}")  # the seed's example 2
+      >>> print(f"{jax_dfl.two_hot_entropy(4.8, 6):.4f}")  # the weights 0.2 and 0.8
       0.5004
     """
     targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
@@ -391,20 +434,32 @@ def distribution_focal_kl(
 ) -> jax.Array:
     r"""DFL shifted to be 0 at its optimum: :math:`\mathrm{KL}(\text{two\_hot}(y)\,\|\,p)`.
 
-    Equal to :func:`distribution_focal_loss` minus :func:`two_hot_entropy`, so
-    it has the same gradient with respect to the logits (``softmax - two_hot``)
-    and reads 0 for a perfect prediction, which makes logged values comparable
+    .. math::
+      \mathrm{KL}(\text{two\_hot}(y)\,\|\,p) = \mathcal{L}_{\mathrm{DFL}}(y) - H(y),
+
+    :func:`distribution_focal_loss` minus :func:`two_hot_entropy`, so it has
+    the same gradient with respect to the logits (``softmax - two_hot``) and
+    reads 0 for a perfect prediction, which makes logged values comparable
     across targets. The entropy term is a constant of the target: no gradient
     flows through it (its derivative is singular at integer targets), so the
     gradient with respect to the targets is DFL's.
+
+    Args:
+      logits: ``(..., num_bins)`` floating logits.
+      targets: targets in bin units, shape exactly ``logits.shape[:-1]``.
+      where: optional boolean mask of shape ``logits.shape[:-1]``; masked-out
+        elements give 0 and gradient 0.
+      bin_values: optional strictly increasing bin positions, one per bin.
+
+    Returns:
+      The divergence per element, shape ``logits.shape[:-1]``, as for
+      :func:`distribution_focal_loss`.
 
     Examples:
       >>> import jax.numpy as jnp, jax_dfl
       >>> p = jnp.array([0.0, 0.0, 0.0, 0.0, 0.2, 0.8])
       >>> print(f"{jax_dfl.distribution_focal_kl(jnp.log(p), jnp.array(4.8)):.4f}")
       0.0000
-
-    Args and returns as for :func:`distribution_focal_loss`.
     """
     loss = distribution_focal_loss(logits, targets, where=where, bin_values=bin_values)
     # The arguments passed the loss's checks; only the conversions are left.

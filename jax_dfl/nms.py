@@ -4,9 +4,7 @@ The kept set is the textbook greedy one (torchvision's ``nms`` / ``batched_nms``
 computed without a ``(k, k)`` IoU matrix: one IoU row per *kept* box, so the
 work is ``O(max_detections * k)`` and the memory ``O(k)`` after one sort.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jax_dfl import _checks
+from jax_dfl import _checks, _deprecation
 
 
 def _threshold(name: str, value, dtype, *, unit_interval: bool) -> jax.Array:
@@ -45,6 +43,7 @@ def _per_box(name: str, x: jax.Array, boxes: jax.Array) -> None:
         )
 
 
+@_deprecation.renamed({"classes": "labels"})
 def non_max_suppression(
     boxes: ArrayLike,
     scores: ArrayLike,
@@ -52,14 +51,14 @@ def non_max_suppression(
     iou_threshold: float | ArrayLike,
     max_detections: int,
     score_threshold: float | ArrayLike | None = None,
-    classes: ArrayLike | None = None,
+    labels: ArrayLike | None = None,
     where: ArrayLike | None = None,
     pre_nms_top_k: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     r"""Greedy NMS: indices of the kept boxes, highest score first, padded to ``max_detections``.
 
     Algorithm (the textbook greedy NMS). The candidates are the boxes with
-    ``where`` true, a score that is not NaN and, if given, ``score >
+    ``where`` true, a finite score and finite coordinates and, if given, ``score >
     score_threshold`` (strictly). They are sorted by descending score (stable:
     among equal scores the lower index comes first) and, if ``pre_nms_top_k``
     is given, only the first ``pre_nms_top_k`` are kept. Then, repeatedly,
@@ -68,13 +67,13 @@ def non_max_suppression(
 
     .. math::
       \mathrm{IoU}(b_i, b_j) > \texttt{iou\_threshold}
-      \quad(\text{and } c_j = c_i \text{ when } \texttt{classes} \text{ is given})
+      \quad(\text{and } c_j = c_i \text{ when } \texttt{labels} \text{ is given})
 
     is suppressed, until ``max_detections`` boxes are kept or none is alive.
     "Strictly greater" is torchvision's rule (``ovr > iou_threshold`` in its
     kernel), so on inputs without score ties the kept set is that of
-    ``torchvision.ops.nms`` (``batched_nms`` with ``classes``), cut to its
-    first ``max_detections``. With ``classes`` boxes of different classes
+    ``torchvision.ops.nms`` (``batched_nms`` with ``labels``), cut to its
+    first ``max_detections``. With ``labels`` boxes of different classes
     never suppress each other: the IoU is masked by class equality, which is
     exact (no coordinate offsets).
 
@@ -87,17 +86,41 @@ def non_max_suppression(
     it runs until the last image of the batch is done.
 
     ``pre_nms_top_k`` defaults to no cap: memory is linear, so all ``A``
-    candidates are affordable. When it is set and more candidates than that
-    pass the filters, the lowest-scored ones are dropped before NMS (as
-    ultralytics' ``max_nms`` does). To detect that, compare
-    ``jnp.sum(scores > score_threshold)`` (and ``where``) with ``pre_nms_top_k``.
+    candidates are affordable.
 
     Degenerate boxes (zero or negative width or height) have IoU 0 with
-    everything, so they neither suppress nor are suppressed; boxes with
-    non-finite coordinates get an IoU of NaN (never ``> iou_threshold``) or 0
-    with everything, so the same holds (both as in torchvision). NaN scores are never kept
-    (torchvision sorts them first). A score of ``-inf`` is a valid candidate
-    unless ``score_threshold`` excludes it.
+    everything, so they neither suppress nor are suppressed (as in torchvision).
+
+    .. warning::
+      A box with a NaN or infinite score or coordinate is never kept and
+      suppresses nothing (torchvision sorts NaN scores first and keeps them).
+
+    .. warning::
+      When ``pre_nms_top_k`` is set and more candidates than that pass the
+      filters, the lowest-scored ones are dropped before NMS (as ultralytics'
+      ``max_nms`` does), silently. To detect that, compare
+      ``jnp.sum(scores > score_threshold)`` (and ``where``) with ``pre_nms_top_k``.
+
+    .. versionchanged:: 0.3.0
+      ``classes`` is ``labels``; scores of ``-inf`` and boxes with non-finite
+      coordinates are no longer candidates.
+
+    Args:
+      boxes: ``(A, 4)`` xyxy boxes, float or int (float16/bfloat16 are compared in float32).
+      scores: ``(A,)`` floating scores.
+      iou_threshold: in ``[0, 1]``; an IoU strictly above it suppresses. May be traced.
+      max_detections: Python int > 0, the output length.
+      score_threshold: if given, only boxes with ``score > score_threshold`` are
+        candidates. May be traced.
+      labels: optional ``(A,)`` integer class ids: class-aware NMS.
+      where: optional ``(A,)`` boolean mask; boxes where it is False are never kept.
+      pre_nms_top_k: optional Python int > 0: NMS runs on at most this many
+        highest-scored candidates. Values above ``A`` mean no cap.
+
+    Returns:
+      ``(indices, valid)``: ``indices`` ``(max_detections,)`` int32 into
+      ``boxes``, kept boxes by descending score, padded with ``-1``;
+      ``valid`` ``(max_detections,)`` bool, ``indices >= 0``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -117,23 +140,6 @@ def non_max_suppression(
       [[0 2]
        [2 1]]
 
-    Args:
-      boxes: ``(A, 4)`` xyxy boxes, float or int (float16/bfloat16 are compared in float32).
-      scores: ``(A,)`` floating scores.
-      iou_threshold: in ``[0, 1]``; an IoU strictly above it suppresses. May be traced.
-      max_detections: Python int > 0, the output length.
-      score_threshold: if given, only boxes with ``score > score_threshold`` are
-        candidates. May be traced.
-      classes: optional ``(A,)`` integer class ids: class-aware NMS.
-      where: optional ``(A,)`` boolean mask; boxes where it is False are never kept.
-      pre_nms_top_k: optional Python int > 0: NMS runs on at most this many
-        highest-scored candidates. Values above ``A`` mean no cap.
-
-    Returns:
-      ``(indices, valid)``: ``indices`` ``(max_detections,)`` int32 into
-      ``boxes``, kept boxes by descending score, padded with ``-1``;
-      ``valid`` ``(max_detections,)`` bool, ``indices >= 0``.
-
     References:
       Neubeck and Van Gool, `Efficient Non-Maximum Suppression
       <https://doi.org/10.1109/ICPR.2006.479>`_, ICPR 2006;
@@ -143,9 +149,9 @@ def non_max_suppression(
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"boxes must have shape (A, 4); got boxes.shape={boxes.shape}")
     _per_box("scores", scores, boxes)
-    if classes is not None:
-        classes = _checks.integer("classes", classes)
-        _per_box("classes", classes, boxes)
+    if labels is not None:
+        labels = _checks.integer("labels", labels)
+        _per_box("labels", labels, boxes)
     if where is not None:
         where = _checks.mask("where", where)
         _per_box("where", where, boxes)
@@ -163,7 +169,9 @@ def non_max_suppression(
         return empty
     boxes, scores = boxes.astype(dtype), scores.astype(dtype)
 
-    candidate = ~jnp.isnan(scores)
+    # Non-finite scores and boxes are never kept (the input rules' documented exception): a +inf
+    # score would be kept first, and a box with an infinite side suppresses nothing.
+    candidate = jnp.isfinite(scores) & jnp.all(jnp.isfinite(boxes), axis=-1)
     if score_threshold is not None:
         candidate &= scores > score_threshold
     if where is not None:
@@ -182,7 +190,7 @@ def non_max_suppression(
     k = num_boxes if pre_nms_top_k is None else min(pre_nms_top_k, num_boxes)
     order = order[:k]
     alive = candidate[order]
-    sorted_classes = None if classes is None else classes[order]
+    sorted_labels = None if labels is None else labels[order]
     # One row per coordinate and the areas computed once: the loop body reads contiguous rows
     # (2.5x faster on CPU than box_iou on the (k, 4) array, which also recomputes both areas).
     x1, y1, x2, y2 = boxes[order].T
@@ -203,8 +211,8 @@ def non_max_suppression(
         # box_iou's formula with eps=0, i.e. torchvision's: 0/0 (two degenerate boxes) is NaN,
         # which is not > iou_threshold, so it never suppresses.
         suppress = inter / (area[i] + area - inter) > iou_threshold
-        if sorted_classes is not None:
-            suppress &= sorted_classes == sorted_classes[i]
+        if sorted_labels is not None:
+            suppress &= sorted_labels == sorted_labels[i]
         alive = alive & ~suppress
         alive = alive.at[i].set(False)
         keep = keep.at[count].set(order[i])

@@ -6,9 +6,7 @@ computation and inserts the gradient all-reduce. Nothing here is specific to
 one host: after ``jax.distributed.initialize()`` the same mesh spans every
 process's devices.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+A bad argument is a ``ValueError`` naming it (the input rules of ``docs/conventions.md``).
 """
 
 from __future__ import annotations
@@ -20,12 +18,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jax_dfl import _checks
 
 DATA_AXIS = "data"
+
+# jax 0.5 added mesh axis types (and later made Explicit make_mesh's default); the mesh here is
+# Auto, which is all jax 0.4.x knows, so there the argument is left out.
+_AXIS_TYPE = getattr(jax.sharding, "AxisType", None)
 
 
 def data_mesh(
@@ -35,18 +37,52 @@ def data_mesh(
     *,
     axis_name: str = DATA_AXIS,
 ) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``)."""
+    """A 1-D mesh over ``devices`` (default: all of ``jax.devices()``).
+
+    After ``jax.distributed.initialize()`` the default spans every process's
+    devices; one process's devices are contiguous along it.
+
+    .. seealso::
+      :doc:`/parallel` and :doc:`/tutorials/data_parallel`.
+
+    Args:
+      devices: the devices, in mesh order; at least one.
+      axis_name: the name of the mesh's one axis.
+
+    Returns:
+      A :class:`jax.sharding.Mesh` of shape ``(len(devices),)``.
+
+    Examples:
+      >>> mesh = data_mesh()
+      >>> mesh.axis_names
+      ('data',)
+    """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must hold at least one device; got an empty sequence")
-    return jax.make_mesh((len(devices),), (axis_name,), (AxisType.Auto,), devices=devices)
+    if _AXIS_TYPE is None:
+        return jax.make_mesh((len(devices),), (axis_name,), devices=devices)
+    return jax.make_mesh((len(devices),), (axis_name,), (_AXIS_TYPE.Auto,), devices=devices)
 
 
 def batch_sharding(mesh: Mesh, ndim: int, *, batch_axis: int = 0) -> NamedSharding:
-    """Split axis ``batch_axis`` of an ``ndim``-dimensional array over the mesh."""
+    """Split axis ``batch_axis`` of an ``ndim``-dimensional array over the mesh.
+
+    Args:
+      mesh: a 1-D mesh, e.g. from :func:`data_mesh`.
+      ndim: the arrays' number of dimensions (a Python int > 0).
+      batch_axis: the axis to split, in ``[-ndim, ndim)``.
+
+    Returns:
+      A :class:`jax.sharding.NamedSharding` that splits ``batch_axis`` over the
+      mesh's axis and replicates the others.
+
+    Examples:
+      >>> tuple(batch_sharding(data_mesh(), 2).spec)
+      ('data', None)
+    """
     ndim = _checks.positive_int("ndim", ndim)
-    if not -ndim <= batch_axis < ndim:
-        raise ValueError(f"batch_axis must be in [-{ndim}, {ndim}) for ndim={ndim}; got {batch_axis}")
+    batch_axis = _checks.axis("batch_axis", batch_axis, ndim)
     spec = [None] * ndim
     spec[batch_axis] = mesh.axis_names[0]
     return NamedSharding(mesh, P(*spec))
@@ -58,6 +94,23 @@ def shard_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     Leaves may be JAX or NumPy arrays. The batch axis of each must divide by
     the mesh size (a ``ValueError`` naming the leaf otherwise): an uneven split
     would give devices unequal work and a different mean than one device.
+
+    .. seealso::
+      :func:`shard_process_local` for several processes, each with its own rows.
+
+    Args:
+      tree: a pytree of arrays, each with a batch axis.
+      mesh: a 1-D mesh, e.g. from :func:`data_mesh`.
+      batch_axis: the axis to split in every leaf.
+
+    Returns:
+      ``tree`` with each leaf a :class:`jax.Array` placed by :func:`batch_sharding`.
+
+    Examples:
+      >>> import numpy as np
+      >>> batch = shard_batch({"x": np.zeros((8, 3))}, data_mesh())
+      >>> tuple(batch["x"].sharding.spec)
+      ('data', None)
     """
 
     def place(path, x):
@@ -72,15 +125,30 @@ def _check_divisible(path, x, mesh: Mesh, batch_axis: int) -> None:
     name = "tree" + jax.tree_util.keystr(path)
     if x.ndim == 0:
         raise ValueError(f"{name} is a scalar: it has no batch axis to split")
-    size = x.shape[batch_axis] if -x.ndim <= batch_axis < x.ndim else None
-    if size is None or size % mesh.size:
+    try:
+        batch_axis = _checks.axis("batch_axis", batch_axis, x.ndim)
+    except ValueError as error:
+        raise ValueError(f"{error} (the ndim of {name}, shape {x.shape})") from None
+    if x.shape[batch_axis] % mesh.size:
         raise ValueError(
             f"{name}.shape[{batch_axis}] must divide by the mesh size {mesh.size}: {name}.shape={x.shape}"
         )
 
 
 def constrain_batch(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
-    """Inside ``jit``: keep ``batch_axis`` split over the mesh (the rules of :func:`shard_batch`)."""
+    """Inside ``jit``: keep ``batch_axis`` split over the mesh (the rules of :func:`shard_batch`).
+
+    A :func:`jax.lax.with_sharding_constraint` on every leaf, for intermediate
+    values whose placement GSPMD would otherwise choose.
+
+    Args:
+      tree: a pytree of arrays, each with a batch axis dividing by the mesh size.
+      mesh: a 1-D mesh, e.g. from :func:`data_mesh`.
+      batch_axis: the axis to split in every leaf.
+
+    Returns:
+      ``tree`` with the constraint applied to each leaf.
+    """
 
     def constrain(path, x):
         x = jnp.asarray(x)
@@ -103,6 +171,18 @@ def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
     Computed from the mesh's device order, so it is right for any mesh that
     :func:`data_mesh` builds (one process's devices are contiguous along it).
     With one process it is the whole batch.
+
+    Args:
+      global_batch_size: rows of the global batch, a Python int dividing by
+        the mesh size.
+      mesh: a 1-D mesh, e.g. from :func:`data_mesh`.
+
+    Returns:
+      A ``slice`` of the global batch's rows.
+
+    Examples:
+      >>> process_batch_slice(64, data_mesh())  # one process
+      slice(0, 64, None)
     """
     global_batch_size = _checks.positive_int("global_batch_size", global_batch_size)
     if global_batch_size % mesh.size:
@@ -126,10 +206,19 @@ def shard_process_local(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
     Every process calls it with its own rows (see :func:`process_batch_slice`);
     the result's ``shape[batch_axis]`` is the sum over processes. A thin layer
     over :func:`jax.make_array_from_process_local_data`.
+
+    Args:
+      tree: a pytree of this process's rows (NumPy or JAX arrays).
+      mesh: a 1-D mesh over every process's devices, e.g. from :func:`data_mesh`.
+      batch_axis: the axis the rows are on.
+
+    Returns:
+      ``tree`` with each leaf a global :class:`jax.Array`, split over the mesh.
     """
 
     def place(x):
         x = np.asarray(x)
+        _checks.axis("batch_axis", batch_axis, x.ndim)
         return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim, batch_axis=batch_axis), x)
 
     return jax.tree.map(place, tree)
@@ -138,8 +227,16 @@ def shard_process_local(tree: Any, mesh: Mesh, *, batch_axis: int = 0) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Global arrays replicated on every device of the mesh (parameters, optimizer state).
 
-    Each process passes the same values (e.g. initialised from the same seed);
-    inputs of a multi-process ``jit`` that are not sharded must be such global arrays.
+    Each process passes the same values (e.g. initialised from the same
+    random seed); inputs of a multi-process ``jit`` that are not sharded must
+    be such global arrays.
+
+    Args:
+      tree: a pytree of arrays, the same on every process.
+      mesh: a mesh, e.g. from :func:`data_mesh`.
+
+    Returns:
+      ``tree`` with each leaf a global :class:`jax.Array` replicated on the mesh.
     """
     replicated = NamedSharding(mesh, P())
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)

@@ -1,8 +1,6 @@
 """YOLOv8/v11's box loss (CIoU + DFL on the task-aligned foreground), static-shaped, one image.
 
-Every public function here follows the input rules written once in the docs
-(``docs/conventions.md``, "Input rules") and enforced by ``jax_dfl._checks``: dtypes, exact shapes,
-named hyper-parameter errors, NaN in -> NaN out, masked elements 0 value and 0 gradient.
+Inputs follow the input rules of ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -69,13 +67,9 @@ def yolo_box_loss(
 
     **Foreground buffer.** Foreground is typically about 1 % of the points, so
     the loss gathers the foreground points (in index order) into a buffer of
-    ``max_foreground`` rows (default: all points) and computes only there. If
-    more points than that are foreground, the first ``max_foreground`` in
-    index order are used and **the rest are silently dropped**; use
-    :func:`validate_foreground` under ``checkify`` (or compare
-    ``foreground.sum()``) to make that an error. Background points and unused
-    rows contribute 0 to the value and get exactly 0 gradient, whatever they
-    hold (NaN included).
+    ``max_foreground`` rows (default: all points) and computes only there.
+    Background points and unused rows contribute 0 to the value and get
+    exactly 0 gradient, whatever they hold (NaN included).
 
     **Normalizer.** ``normalizer`` is the *batch's* summed target score
     (``target_scores.sum()`` over every image); the function uses
@@ -85,17 +79,16 @@ def yolo_box_loss(
     ultralytics' batch loss (before its gains ``box=7.5``, ``dfl=1.5`` and the
     batch-size factor).
 
-    Examples:
-      A perfect box whose sides sit on bins, predicted with near-one-hot logits:
+    .. warning::
+      If more than ``max_foreground`` points are foreground, the first
+      ``max_foreground`` in index order are used and **the rest are silently
+      dropped**. Use :func:`validate_foreground` under ``checkify`` (or compare
+      ``foreground.sum()``) to make that an error.
 
-      >>> import jax.numpy as jnp
-      >>> logits = 20.0 * jnp.eye(4)[None, [1, 1, 2, 2]]  # (1 point, 4 sides, 4 bins)
-      >>> box = jnp.array([[0.0, 0.0, 24.0, 24.0]])  # point (8, 8), stride 8: sides 1, 1, 2, 2
-      >>> iou_loss, dfl = yolo_box_loss(
-      ...     logits, box, jnp.array([[8.0, 8.0]]), box, jnp.array([[0.0, 0.5]]), jnp.array([True]),
-      ...     point_strides=jnp.array([8.0]), normalizer=0.5)
-      >>> print(f"{iou_loss:.4f} {dfl:.4f}")
-      0.0000 0.0000
+    .. seealso::
+      :func:`jax_dfl.task_aligned_assign` (which gives ``target_boxes``,
+      ``target_scores`` and ``foreground``); :doc:`/tutorials/yolov8_port` (the
+      PyTorch code side by side).
 
     Args:
       pred_logits: ``(A, 4, K)`` floating side logits (left, top, right, bottom).
@@ -114,11 +107,25 @@ def yolo_box_loss(
     Returns:
       ``(iou_loss, dfl_loss)``: float32 scalars (float64 with float64 inputs).
 
+    Examples:
+      A perfect box whose sides sit on bins, predicted with near-one-hot logits:
+
+      >>> import jax.numpy as jnp
+      >>> logits = 20.0 * jnp.eye(4)[None, [1, 1, 2, 2]]  # (1 point, 4 sides, 4 bins)
+      >>> box = jnp.array([[0.0, 0.0, 24.0, 24.0]])  # point (8, 8), stride 8: sides 1, 1, 2, 2
+      >>> iou_loss, dfl = yolo_box_loss(
+      ...     logits, box, jnp.array([[8.0, 8.0]]), box, jnp.array([[0.0, 0.5]]), jnp.array([True]),
+      ...     point_strides=jnp.array([8.0]), normalizer=0.5)
+      >>> print(f"{iou_loss:.4f} {dfl:.4f}")
+      0.0000 0.0000
+
     References:
-      Li et al., `Generalized Focal Loss <https://arxiv.org/abs/2006.04388>`_,
-      NeurIPS 2020; Zheng et al., `Distance-IoU Loss
-      <https://arxiv.org/abs/1911.08287>`_, AAAI 2020; ultralytics ``BboxLoss``
-      (``ultralytics/utils/loss.py``).
+      Li et al., `Generalized Focal Loss: Learning Qualified and Distributed
+      Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
+      NeurIPS 2020; Zheng et al., `Distance-IoU Loss: Faster and Better Learning
+      for Bounding Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020;
+      ultralytics ``BboxLoss`` (``ultralytics/utils/loss.py``,
+      https://github.com/ultralytics/ultralytics).
     """
     pred_logits = _checks.shaped("pred_logits", pred_logits, (None, 4, None))
     _checks.check_logits(pred_logits, "pred_logits")
@@ -156,7 +163,9 @@ def yolo_box_loss(
     boxes = gather(pred_boxes, _SAFE_BOX)
     targets = gather(target_boxes, _SAFE_BOX)
     weight = jnp.sum(gather(target_scores, 0.0), axis=-1)
+    # A non-finite stride would scale the DFL targets to a confident 0 or clip them: NaN instead.
     strides = gather(point_strides, 1.0)
+    strides = jnp.where(jnp.isfinite(strides), strides, jnp.nan)
     distances = bbox2distance(gather(points, _SAFE_POINT), targets) / strides[:, None]
     logits = jnp.where(used[:, None, None], pred_logits[index], 0)
 
@@ -164,7 +173,9 @@ def yolo_box_loss(
     iou_terms = jnp.where(used, (1 - ciou) * weight, 0)
     dfl = distribution_focal_loss(logits, distances, where=jnp.broadcast_to(used[:, None], (size, 4)))
     dfl_terms = jnp.where(used, jnp.mean(dfl, axis=-1) * weight, 0)
-    norm = jnp.maximum(normalizer.astype(dtype), 1)
+    # max(., 1) as ultralytics; an infinite normalizer would give a confident 0 loss: NaN instead.
+    normalizer = normalizer.astype(dtype)
+    norm = jnp.where(jnp.isfinite(normalizer), jnp.maximum(normalizer, 1), jnp.nan)
     return jnp.sum(iou_terms) / norm, jnp.sum(dfl_terms) / norm
 
 
@@ -178,6 +189,17 @@ def validate_foreground(foreground: ArrayLike, *, max_foreground: int | None) ->
     naming the count. Works on one image's ``(A,)`` mask or a batch's
     ``(B, A)`` masks (each image is checked). ``None`` (no buffer) always passes.
 
+    .. warning::
+      Outside ``checkify`` a jitted call fails to trace, as for any
+      ``checkify.check``.
+
+    Args:
+      foreground: ``(..., A)`` boolean foreground masks.
+      max_foreground: the buffer size given to :func:`yolo_box_loss`.
+
+    Returns:
+      ``None``; the check is recorded for ``checkify``.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from jax.experimental import checkify
@@ -187,10 +209,6 @@ def validate_foreground(foreground: ArrayLike, *, max_foreground: int | None) ->
       >>> err, _ = checkify.checkify(jax.jit(f))(jnp.array([True, True, True, False]))
       >>> print(err.get())  # doctest: +ELLIPSIS
       3 foreground points in one image, more than max_foreground=2...
-
-    Args:
-      foreground: ``(..., A)`` boolean foreground masks.
-      max_foreground: the buffer size given to :func:`yolo_box_loss`.
     """
     foreground = _checks.mask("foreground", foreground)
     if foreground.ndim < 1:

@@ -8,10 +8,19 @@ import numpy as np
 import pytest
 from jax.experimental import checkify
 
-from jax_dfl.assignment import Assignment, task_aligned_assign
+from jax_dfl.assignment import Assignment
+from jax_dfl.assignment import task_aligned_assign as _task_aligned_assign
 from jax_dfl.boxes import anchor_points, ciou_loss, diou_loss, pairwise_iou
 from jax_dfl.yolo import validate_foreground, yolo_box_loss
 from tests import reference_detection as ref
+
+
+def task_aligned_assign(scores, pred_boxes, points, gt_labels, gt_boxes, gt_mask, **kw):
+    """The assigner in the order of the references (ultralytics'), through its keyword-only names."""
+    return _task_aligned_assign(
+        pred_boxes=pred_boxes, pred_scores=scores, points=points,
+        gt_boxes=gt_boxes, gt_labels=gt_labels, gt_mask=gt_mask, **kw,
+    )  # fmt: skip
 
 
 def random_boxes(rng, n, scale=100.0, min_side=0.5):
@@ -144,9 +153,9 @@ def test_iou_family_dtypes_jit_vmap_and_errors():
         pairwise_iou(a, b, eps=float("nan"))
     with pytest.raises(ValueError, match="kind must be one of"):
         pairwise_iou(a, b, kind="siou")
-    with pytest.raises(ValueError, match=r"a must have shape \(n, 4\)"):
+    with pytest.raises(ValueError, match=r"boxes1 must have shape \(n, 4\)"):
         pairwise_iou(a[None], b)
-    with pytest.raises(TypeError, match="b must be real"):
+    with pytest.raises(TypeError, match="boxes2 must be real"):
         pairwise_iou(a, b.astype(bool))
 
 
@@ -230,8 +239,8 @@ def test_assign_matches_both_references(seed, top_k, alpha, beta, iou):
     if seed % 2 == 0:
         assert stats["conflicts"] > 0  # points claimed by several gts
     with jax.enable_x64(True):
-        assert_assignment(_assign(*problem, iou=iou, **kw), expected, rtol=1e-10, atol=1e-14)
-    got = _assign(*f32(problem), iou=iou, **kw)
+        assert_assignment(_assign(*problem, iou_kind=iou, **kw), expected, rtol=1e-10, atol=1e-14)
+    got = _assign(*f32(problem), iou_kind=iou, **kw)
     assert_assignment(got, expected, rtol=2e-5, atol=1e-7)
     if iou == "ciou":
         # ultralytics' tensor steps, with its CIoU eps: same assignment.
@@ -355,8 +364,11 @@ def test_assign_errors():
         (dict(top_k=2.5), "top_k"),
         (dict(alpha=-1.0), "alpha"),
         (dict(beta=float("inf")), "beta"),
-        (dict(iou="giou"), "iou must be one of"),
-        (dict(eps=0.0), "eps"),
+        (dict(iou_kind="giou"), "iou_kind must be one of"),
+        (dict(candidate_eps=0.0), "candidate_eps"),
+        (dict(metric_eps=-1.0), "metric_eps"),
+        (dict(iou_eps=float("nan")), "iou_eps"),
+        (dict(norm_eps=0.0), "norm_eps"),
     ]:
         with pytest.raises(ValueError, match=match):
             task_aligned_assign(*args, **bad)
@@ -389,7 +401,7 @@ def boxloss_problem(seed, n=40, bins=8, classes=3, fg_fraction=0.3):
 
 # Jitted once per shape and dtype: eager dispatch of every op would dominate the test time.
 _box_loss = jax.jit(yolo_box_loss, static_argnames="max_foreground")
-_assign = jax.jit(task_aligned_assign, static_argnames=("top_k", "iou"))
+_assign = jax.jit(task_aligned_assign, static_argnames=("top_k", "iou_kind"))
 
 
 def call_boxloss(problem, normalizer, **kw):

@@ -179,10 +179,8 @@ def test_ap_from_matches_equals_coco_evaluate():
         np.stack(preds),
         np.stack(scores),
         np.zeros((5, 18), int),
-        None,
         np.stack(gts),
         np.zeros((5, 12), int),
-        None,
         max_detections=300,
         area_ranges=ranges,
     )
@@ -318,7 +316,9 @@ def test_smoke_preset_end_to_end(tmp_path):
     cache.mkdir()
     _write_fake_cache(cache)
     out = tmp_path / "out"
-    results = main.main(["--config", "smoke", "--cache", str(cache), "--out", str(out)])
+    results = main.main(
+        ["--config", "smoke", "--cache", str(cache), "--out", str(out), "--allow-unpinned-data"]
+    )
     saved = json.loads((out / "results.json").read_text())
     assert saved["device"]["platform"] == "cpu"
     for name in ("real", "synthetic"):
@@ -347,7 +347,9 @@ def test_smoke_preset_end_to_end(tmp_path):
     # Paired: the same seed gives the same first batch to every arm, whatever the arm.
     assert results["config"]["seeds"] == 2 and sorted({r["seed"] for r in real["runs"]}) == [0, 1]
     # A restart finds every run recorded and trains nothing, with the same results.
-    again = main.main(["--config", "smoke", "--cache", str(cache), "--out", str(out)])
+    again = main.main(
+        ["--config", "smoke", "--cache", str(cache), "--out", str(out), "--allow-unpinned-data"]
+    )
     assert again["config"]["seconds_total"] < results["config"]["seconds_total"]
     assert again["synthetic"]["tests"] == results["synthetic"]["tests"]
 
@@ -386,3 +388,23 @@ def test_smoke_preset_end_to_end(tmp_path):
     for arm in ("ciou", "ciou_dfl"):
         assert check[arm]["AP_now"] == pytest.approx(check[arm]["AP_in_study"], abs=1e-3)
     assert (out / "test_tiles_real.png").stat().st_size > 1000
+
+
+def test_fetch_refuses_a_file_whose_sha256_differs_from_the_pin(tmp_path):
+    # A stand-in wheel holding one pinned member with other bytes: extraction must refuse it.
+    import zipfile
+
+    name = "OSBS_029.xml"
+    wheel = tmp_path / f"deepforest-{fetch_data.VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(f"deepforest/data/{name}", b"<annotation/>")
+    with pytest.raises(ValueError, match="SHA-256"):
+        fetch_data.extract(wheel, tmp_path / "cache")
+    assert not (tmp_path / "cache" / name).exists()
+
+
+def test_data_checksums_name_the_files_that_differ(tmp_path):
+    _write_fake_cache(tmp_path)
+    checks = fetch_data.data_checksums(tmp_path)
+    assert set(checks["files"]) == {n for n in fetch_data.PINNED_SHA256 if not n.startswith("deepforest_")}
+    assert sorted(checks["mismatched"]) == sorted(checks["files"])  # stand-in images: none match

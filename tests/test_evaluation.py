@@ -20,13 +20,20 @@ def coco():
     return pytest.importorskip("pycocotools")
 
 
+def _evaluate(pred_boxes, pred_scores, pred_labels, pred_mask, gt_boxes, gt_labels, gt_mask, **kw):
+    """coco_evaluate with both masks given, in the order these tests write them."""
+    return coco_evaluate(
+        pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels, pred_mask=pred_mask, gt_mask=gt_mask, **kw
+    )
+
+
 def one_image(gt_boxes, gt_labels, pred_boxes, pred_labels, pred_scores=None, **kwargs):
     """Evaluate a single image given as lists (everything valid)."""
     gt_boxes = np.asarray(gt_boxes, np.float64).reshape(1, -1, 4)
     pred_boxes = np.asarray(pred_boxes, np.float64).reshape(1, -1, 4)
     n = pred_boxes.shape[1]
     scores = np.linspace(0.9, 0.1, n) if pred_scores is None else np.asarray(pred_scores, np.float64)
-    return coco_evaluate(
+    return _evaluate(
         pred_boxes,
         scores.reshape(1, n),
         np.asarray(pred_labels, np.int64).reshape(1, n),
@@ -57,7 +64,7 @@ def test_perfect_predictions_give_one(coco):
     labels = rng.integers(0, 3, size=(batch, objects))
     mask = rng.random((batch, objects)) < 0.8
     scores = rng.random((batch, objects))
-    stats = coco_evaluate(boxes, scores, labels, mask, boxes, labels, mask)
+    stats = _evaluate(boxes, scores, labels, mask, boxes, labels, mask)
     for name in ["AP", "AP50", "AP75", "AR@100", "AP_S", "AP_M", "AP_L", "AR_S", "AR_M", "AR_L"]:
         assert stats[name] == PERFECT, name
 
@@ -76,10 +83,8 @@ def test_iou_of_0_6_passes_at_50_and_fails_at_75(coco):
 def test_no_predictions_give_zero(coco):
     gt = np.array([[[0.0, 0, 50, 50], [60, 60, 120, 120]]])
     labels = np.array([[0, 1]])
-    empty = coco_evaluate(
-        np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0), int), None, gt, labels, None
-    )
-    masked = coco_evaluate(
+    empty = _evaluate(np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0), int), None, gt, labels, None)
+    masked = _evaluate(
         np.full((1, 3, 4), np.nan),
         np.full((1, 3), np.nan),
         np.zeros((1, 3), int),
@@ -93,11 +98,11 @@ def test_no_predictions_give_zero(coco):
 
 
 def test_no_ground_truth_gives_nan(coco):
-    stats = coco_evaluate(
+    stats = _evaluate(
         np.array([[[0.0, 0, 5, 5]]]), [[0.5]], [[0]], None, np.zeros((1, 0, 4)), np.zeros((1, 0), int), None
     )
     assert all(math.isnan(v) for v in stats.values())
-    stats = coco_evaluate(
+    stats = _evaluate(
         np.zeros((2, 0, 4)),
         np.zeros((2, 0)),
         np.zeros((2, 0), int),
@@ -154,14 +159,14 @@ def test_a_right_box_with_the_wrong_label_is_a_false_positive(coco):
     a, b = [0.0, 0, 50, 50], [100.0, 100, 150, 150]
     gt = np.array([[a], [b]])
     gt_labels = np.array([[0], [1]])
-    right = coco_evaluate(gt, [[0.9], [0.8]], gt_labels, None, gt, gt_labels, None)
+    right = _evaluate(gt, [[0.9], [0.8]], gt_labels, None, gt, gt_labels, None)
     assert right["AP"] == PERFECT
     # Image 0's box labelled 1: class 0 gets no detection (AP 0); class 1 gets a false positive
     # scored below its true positive (AP still 1). Mean over classes: 0.5.
-    wrong = coco_evaluate(gt, [[0.7], [0.8]], np.array([[1], [1]]), None, gt, gt_labels, None)
+    wrong = _evaluate(gt, [[0.7], [0.8]], np.array([[1], [1]]), None, gt, gt_labels, None)
     assert wrong["AP"] == pytest.approx(0.5)
     # Scored above the true positive, it costs class 1 precision too.
-    worse = coco_evaluate(gt, [[0.9], [0.8]], np.array([[1], [1]]), None, gt, gt_labels, None)
+    worse = _evaluate(gt, [[0.9], [0.8]], np.array([[1], [1]]), None, gt, gt_labels, None)
     assert worse["AP"] < wrong["AP"]
 
 
@@ -188,7 +193,7 @@ def test_matches_pycocotools_summarize_with_its_own_result_loader(coco):
     pred_labels = np.where(rng.random((batch, dets)) < 0.8, np.take_along_axis(gt_labels, src, 1), 3)
     pred_scores = rng.random((batch, dets))
     pred_valid = rng.random((batch, dets)) < 0.9
-    ours = coco_evaluate(pred, pred_scores, pred_labels, pred_valid, gt, gt_labels, gt_mask)
+    ours = _evaluate(pred, pred_scores, pred_labels, pred_valid, gt, gt_labels, gt_mask)
 
     # The documented pycocotools route: a ground-truth COCO object and loadRes for the results.
     images = [{"id": i + 1} for i in range(batch)]
@@ -235,9 +240,7 @@ def test_matches_pycocotools_summarize_with_its_own_result_loader(coco):
 
     # maxDets [1, 10, 300]: summarize() reads its stats[1:] at maxDets[2] but stats[0] (AP) at a
     # hard-coded 100, which is then absent: -1. We read AP at 300.
-    ours = coco_evaluate(
-        pred, pred_scores, pred_labels, pred_valid, gt, gt_labels, gt_mask, max_detections=300
-    )
+    ours = _evaluate(pred, pred_scores, pred_labels, pred_valid, gt, gt_labels, gt_mask, max_detections=300)
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = COCOeval(gt_api, gt_api.loadRes(results), "bbox")
         evaluator.params.maxDets = [1, 10, 300]
@@ -253,7 +256,7 @@ def test_matches_pycocotools_summarize_with_its_own_result_loader(coco):
 def test_accepts_jax_arrays_and_half_precision(coco):
     boxes = jnp.array([[[0.0, 0, 64, 64], [100, 100, 120, 130]]], jnp.bfloat16)
     labels = jnp.array([[1, 2]], jnp.int32)
-    stats = coco_evaluate(
+    stats = _evaluate(
         boxes, jnp.array([[0.5, 0.25]], jnp.float16), labels, jnp.ones((1, 2), bool), boxes, labels, None
     )
     assert stats["AP"] == PERFECT
@@ -282,12 +285,13 @@ def call(**kwargs):
         "pred_boxes": P_BOXES,
         "pred_scores": P_SCORES,
         "pred_labels": P_LABELS,
-        "pred_valid": P_VALID,
         "gt_boxes": G_BOXES,
         "gt_labels": G_LABELS,
-        "gt_mask": G_MASK,
     }
-    options = {k: kwargs.pop(k) for k in ["max_detections", "area_ranges"] if k in kwargs}
+    options = {"pred_mask": P_VALID, "gt_mask": G_MASK}
+    options |= {
+        k: kwargs.pop(k) for k in ["max_detections", "area_ranges", "pred_mask", "gt_mask"] if k in kwargs
+    }
     args |= kwargs
     return coco_evaluate(*args.values(), **options)
 
@@ -300,7 +304,7 @@ def call(**kwargs):
         ({"pred_scores": P_SCORES.astype(np.complex64)}, TypeError, "pred_scores must be floating"),
         ({"pred_labels": P_LABELS.astype(float)}, TypeError, "pred_labels must be integer"),
         ({"gt_labels": G_LABELS.astype(bool)}, TypeError, "gt_labels must be integer"),
-        ({"pred_valid": P_VALID.astype(int)}, TypeError, "pred_valid must be a boolean mask"),
+        ({"pred_mask": P_VALID.astype(int)}, TypeError, "pred_mask must be a boolean mask"),
         ({"gt_mask": G_MASK.astype(float)}, TypeError, "gt_mask must be a boolean mask"),
         ({"pred_boxes": P_BOXES[0]}, ValueError, r"pred_boxes must have shape \(images, boxes, 4\)"),
         ({"gt_boxes": G_BOXES[..., :2]}, ValueError, r"gt_boxes.shape=\(2, 5, 2\)"),
@@ -310,7 +314,7 @@ def call(**kwargs):
             r"pred_scores.shape=\(2, 2\), pred_boxes.shape=\(2, 3, 4\)",
         ),
         ({"pred_labels": P_LABELS[..., None]}, ValueError, r"pred_labels.shape=\(2, 3, 1\)"),
-        ({"pred_valid": P_VALID[:1]}, ValueError, r"pred_valid.shape=\(1, 3\)"),
+        ({"pred_mask": P_VALID[:1]}, ValueError, r"pred_mask.shape=\(1, 3\)"),
         ({"gt_labels": G_LABELS[:, :4]}, ValueError, r"gt_labels.shape=\(2, 4\), gt_boxes.shape=\(2, 5, 4\)"),
         ({"gt_mask": G_MASK.T}, ValueError, r"gt_mask.shape=\(5, 2\)"),
         (
@@ -323,7 +327,7 @@ def call(**kwargs):
         ({"max_detections": True}, ValueError, "max_detections"),
         ({"area_ranges": {"all": (0, 1)}}, ValueError, "other than 'all'"),
         ({"area_ranges": {"x": (5, 1)}}, ValueError, r"area_ranges\['x'\]"),
-        ({"pred_scores": np.full((2, 3), np.nan)}, ValueError, "finite where pred_valid"),
+        ({"pred_scores": np.full((2, 3), np.nan)}, ValueError, "finite where pred_mask"),
         ({"gt_boxes": np.full((2, 5, 4), np.inf)}, ValueError, "gt_boxes must be finite"),
         ({"gt_boxes": np.tile([5.0, 0, 0, 5], (2, 5, 1))}, ValueError, "x2 >= x1"),
     ],
@@ -347,3 +351,17 @@ def test_module_imports_without_pycocotools():
         "assert 'pycocotools.coco' not in sys.modules or sys.modules['pycocotools.coco'] is None"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_old_positional_masks_and_pred_valid_still_work_with_a_warning(coco):
+    new = coco_evaluate(P_BOXES, P_SCORES, P_LABELS, G_BOXES, G_LABELS, pred_mask=P_VALID, gt_mask=G_MASK)
+    with pytest.warns(DeprecationWarning, match="pred_mask=..., gt_mask=..."):
+        old = coco_evaluate(P_BOXES, P_SCORES, P_LABELS, P_VALID, G_BOXES, G_LABELS, G_MASK)
+    with pytest.warns(DeprecationWarning, match="write `pred_mask=`"):
+        renamed = coco_evaluate(
+            P_BOXES, P_SCORES, P_LABELS, G_BOXES, G_LABELS, pred_valid=P_VALID, gt_mask=G_MASK
+        )
+    np.testing.assert_equal(old, new)
+    np.testing.assert_equal(renamed, new)
+    with pytest.raises(TypeError, match="pred_valid"):
+        coco_evaluate(P_BOXES, P_SCORES, P_LABELS, G_BOXES, G_LABELS, pred_valid=P_VALID, pred_mask=P_VALID)

@@ -197,7 +197,7 @@ CASES: dict[str, Case] = {
     ),
     "box_iou": Case(
         jax_dfl.box_iou,
-        {"pred": Arg(REAL, _boxes((N,)), anchor=True), "target": Arg(REAL, _boxes((N,)))},
+        {"boxes1": Arg(REAL, _boxes((N,)), anchor=True), "boxes2": Arg(REAL, _boxes((N,)))},
         bad_hyper={"eps": [0.0, -1e-7]},
         traced_hyper=("eps",),
     ),
@@ -222,7 +222,7 @@ CASES: dict[str, Case] = {
     "pairwise_iou": Case(
         # (N, 4) against (M, 4): no sizes to agree on, so both are anchors.
         jax_dfl.pairwise_iou,
-        {"a": Arg(REAL, _boxes((N,)), anchor=True), "b": Arg(REAL, _boxes((3,)), anchor=True)},
+        {"boxes1": Arg(REAL, _boxes((N,)), anchor=True), "boxes2": Arg(REAL, _boxes((3,)), anchor=True)},
         fixed={"kind": "ciou"},
         bad_hyper={"eps": [0.0, -1.0], "kind": ["iuo", None]},
         traced_hyper=("eps",),
@@ -230,24 +230,28 @@ CASES: dict[str, Case] = {
     "task_aligned_assign": Case(
         jax_dfl.task_aligned_assign,
         {
-            "scores": Arg(FLOATING, _uniform((40, 3), 0, 1), anchor=True),
-            "pred_boxes": Arg(REAL, _boxes((40,))),
-            "points": Arg(REAL, _uniform((40, 2), 0, 60)),
-            "gt_labels": Arg(INTEGER, lambda rng: rng.integers(0, 3, size=4).astype(np.int32)),
-            "gt_boxes": Arg(REAL, _boxes((4,))),
-            "gt_mask": Arg(MASK, _mask((4,))),
+            "pred_boxes": Arg(REAL, _boxes((40,)), keyword=True),
+            "pred_scores": Arg(FLOATING, _uniform((40, 3), 0, 1), anchor=True, keyword=True),
+            "points": Arg(REAL, _uniform((40, 2), 0, 60), keyword=True),
+            "gt_boxes": Arg(REAL, _boxes((4,)), keyword=True),
+            "gt_labels": Arg(INTEGER, lambda rng: rng.integers(0, 3, size=4).astype(np.int32), keyword=True),
+            "gt_mask": Arg(MASK, _mask((4,)), keyword=True),
         },
         fixed={"top_k": 5},
         bad_hyper={
             "top_k": [0, 41, 2.5],
             "alpha": [-1.0, float("nan")],
             "beta": [-1.0],
-            "eps": [0.0],
-            "iou": ["giou", None],
+            "candidate_eps": [0.0, -1.0],
+            "metric_eps": [0.0, float("inf")],
+            "iou_eps": [0.0],
+            "norm_eps": [-1e-9],
+            "iou_kind": ["giou", None],
         },
-        # Documented: a point whose score, predicted box or coordinates are NaN is
-        # never a candidate (background). A NaN gt box shows in the output boxes.
-        nan_gives_finite=("scores", "pred_boxes", "points"),
+        traced_hyper=("alpha", "beta", "candidate_eps", "metric_eps", "iou_eps", "norm_eps"),
+        # Documented: a point whose score, predicted box or coordinates are not finite is
+        # never a candidate (background); a non-finite gt box claims no point.
+        nan_gives_finite=("pred_scores", "pred_boxes", "points"),
         mask_arg="gt_mask",
     ),
     "yolo_box_loss": Case(
@@ -278,7 +282,7 @@ CASES: dict[str, Case] = {
         {
             "boxes": Arg(REAL, _boxes((N,)), anchor=True),
             "scores": Arg(FLOATING, _uniform((N,), 0, 1)),
-            "classes": Arg(INTEGER, lambda rng: rng.integers(0, 2, size=N).astype(np.int32), keyword=True),
+            "labels": Arg(INTEGER, lambda rng: rng.integers(0, 2, size=N).astype(np.int32), keyword=True),
             "where": Arg(MASK, _mask((N,)), keyword=True),
         },
         fixed={"iou_threshold": 0.5, "max_detections": 3, "score_threshold": 0.1},
@@ -296,7 +300,7 @@ CASES: dict[str, Case] = {
         {
             "logits": LOGITS,
             "points": Arg(REAL, _uniform((N, 2), 10, 40)),
-            "strides": Arg(REAL, _uniform((N,), 4, 16)),
+            "point_strides": Arg(REAL, _uniform((N,), 4, 16)),
         },
     ),
     "validate_targets": Case(
@@ -471,21 +475,42 @@ def test_one_output_dtype_policy(name, dtype):
             assert leaf.dtype == jnp.float32, (name, leaf.dtype)
 
 
+# Softmax logits over bins, where -inf is a bin of probability 0 (documented, finite). The sigmoid
+# logits of quality_focal_loss and the student's logits are not: -inf there is a certain, wrong
+# prediction, whose loss is +inf.
+ZERO_PROBABILITY_BINS = {
+    ("distribution_focal_loss", "logits"),
+    ("distribution_focal_kl", "logits"),
+    ("hl_gauss_loss", "logits"),
+    ("decode", "logits"),
+    ("distribution_stats", "logits"),
+    ("distribution_distillation_loss", "teacher_logits"),
+    ("decode_boxes", "logits"),
+    ("nn.Integral", "logits"),
+}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
 @pytest.mark.parametrize(("name", "arg_name"), _array_args({FLOATING, REAL}))
-def test_nan_inputs_give_nan_not_a_confident_number(name, arg_name):
+def test_non_finite_inputs_give_non_finite_outputs_not_a_confident_number(name, arg_name, bad):
+    """The non-finite rule: NaN, +inf and -inf alike give a non-finite output (NaN, or an inf the
+    arithmetic carries exactly), except where a finite result is documented: ``nan_gives_finite``
+    arguments, and ``-inf`` logits, which are bins of probability 0."""
     case = CASES[name]
     if case.returns_nothing:
-        pytest.skip("returns nothing; NaN is reported under checkify (test_losses)")
+        pytest.skip("returns nothing; non-finite values are reported under checkify (test_losses)")
     values = case.values()
     if case.mask_name == "where":
         values.pop("where")
     values[arg_name] = values[arg_name].astype(np.float32)
-    values[arg_name].flat[0] = np.nan
+    values[arg_name].flat[0] = bad
     leaves = _leaves(case.call(values))
-    if arg_name in case.nan_gives_finite:
+    if arg_name in case.nan_gives_finite or (bad == -np.inf and (name, arg_name) in ZERO_PROBABILITY_BINS):
         assert all(np.isfinite(leaf).all() for leaf in leaves)
     else:
-        assert any(np.isnan(leaf).any() for leaf in leaves), "NaN input gave an all-finite output"
+        assert not all(np.isfinite(leaf).all() for leaf in leaves), "non-finite input, all-finite output"
+        if np.isnan(bad):
+            assert any(np.isnan(leaf).any() for leaf in leaves), "NaN input gave no NaN"
 
 
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.mask_name and not c.returns_nothing])

@@ -30,14 +30,16 @@ def reference_iou(a, b) -> float:
 
 
 def reference_nms(
-    boxes, scores, iou_threshold, max_detections, score_threshold=None, classes=None, top_k=None
+    boxes, scores, iou_threshold, max_detections, score_threshold=None, labels=None, top_k=None
 ) -> list[int]:
     boxes = np.asarray(boxes, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     candidates = [
         i
         for i in range(len(scores))
-        if not np.isnan(scores[i]) and (score_threshold is None or scores[i] > score_threshold)
+        if np.isfinite(scores[i])
+        and np.isfinite(boxes[i]).all()
+        and (score_threshold is None or scores[i] > score_threshold)
     ]
     candidates.sort(key=lambda i: -scores[i])  # Python's sort is stable: ties keep index order
     if top_k is not None:
@@ -48,7 +50,7 @@ def reference_nms(
             continue
         keep.append(i)
         for j in candidates[pos + 1 :]:
-            if classes is not None and classes[j] != classes[i]:
+            if labels is not None and labels[j] != labels[i]:
                 continue
             if reference_iou(boxes[i], boxes[j]) > iou_threshold:
                 suppressed.add(j)
@@ -95,9 +97,9 @@ def test_random_clustered_boxes_match_reference(seed, iou_threshold):
     classes = rng.integers(0, 3, size=40).astype(np.int32)
     for kwargs in [
         {},
-        {"classes": classes},
+        {"labels": classes},
         {"score_threshold": 0.4125},  # between two scores k / 40: float32 rounding cannot decide it,
-        {"classes": classes, "score_threshold": 0.2125},
+        {"labels": classes, "score_threshold": 0.2125},
     ]:
         result = jitted_nms(boxes, scores, iou_threshold=iou_threshold, max_detections=40, **kwargs)
         expected = reference_nms(boxes, scores, iou_threshold, 40, **kwargs)
@@ -134,12 +136,12 @@ def test_property_matches_reference_exactly_in_float64(
             scores,
             iou_threshold=iou_threshold,
             max_detections=max_detections,
-            classes=classes,
+            labels=classes,
             where=where,
         )
     n = num_boxes
     expected = reference_nms(
-        boxes[:n], scores[:n], iou_threshold, max_detections, classes=None if classes is None else classes[:n]
+        boxes[:n], scores[:n], iou_threshold, max_detections, labels=None if classes is None else classes[:n]
     )
     assert_matches(result, expected, max_detections)
 
@@ -174,7 +176,7 @@ def test_class_aware_boxes_of_different_classes_never_suppress_each_other():
     scores = [0.9, 0.8, 0.7, 0.6]
     classes = [0, 1, 0, 2]
     assert_matches(
-        non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4, classes=classes), [0, 1, 3], 4
+        non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4, labels=classes), [0, 1, 3], 4
     )
     assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [0], 4)
 
@@ -187,10 +189,16 @@ def test_score_threshold_is_strict_and_nan_scores_are_never_kept():
     assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [3, 0, 2], 4)
 
 
-def test_minus_inf_scores_are_candidates_and_where_masks_boxes():
-    boxes = np.array([[0.0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1]])
-    scores = np.array([-np.inf, np.nan, -np.inf])
-    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=3), [0, 2], 3)
+def test_non_finite_scores_and_boxes_are_never_kept_and_where_masks_boxes():
+    boxes = np.array([[0.0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1], [6, 0, 7, 1]])
+    scores = np.array([-np.inf, np.nan, np.inf, 0.3])
+    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.5, max_detections=4), [3], 4)
+    boxes = boxes[:3]
+    # A box with a non-finite side is not kept and suppresses nothing, whatever its score.
+    for bad in (np.nan, np.inf, -np.inf):
+        dirty = np.array([[0.0, 0, bad, 1], [0, 0, 1, 1]])
+        keep = non_max_suppression(dirty, [0.9, 0.5], iou_threshold=0.1, max_detections=2)
+        assert_matches(keep, [1], 2)
     keep = non_max_suppression(
         boxes, [0.1, 0.9, 0.5], iou_threshold=0.5, max_detections=3, where=[True, False, True]
     )
@@ -211,13 +219,13 @@ def test_degenerate_boxes_neither_suppress_nor_are_suppressed():
             [5, 5, 5, 5],  # the same point: 0/0 IoU, not a suppression
             [3, 0, 3, 10],  # zero width
             [8, 8, 2, 2],  # inverted (x2 < x1)
-            [np.nan, 0, 10, 10],  # non-finite coordinates
+            [np.nan, 0, 10, 10],  # non-finite coordinates: never kept (the input rules)
             [0, 0, np.inf, np.inf],
             [0, 0, np.inf, np.inf],
         ]
     )
     scores = np.arange(8, 0, -1) / 10
-    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=8), list(range(8)), 8)
+    assert_matches(non_max_suppression(boxes, scores, iou_threshold=0.0, max_detections=8), list(range(5)), 8)
 
 
 def test_max_detections_cuts_the_greedy_list_and_pre_nms_top_k_drops_the_lowest():
@@ -261,7 +269,7 @@ def test_jit_with_traced_thresholds_and_vmap_over_images():
             score_threshold=score_threshold,
             max_detections=max_det,
         )
-        return jax.vmap(lambda b, s, c: nms(b, s, classes=c))(b, s, c)
+        return jax.vmap(lambda b, s, c: nms(b, s, labels=c))(b, s, c)
 
     for iou_threshold, score_threshold in [(0.5, 0.105), (0.3, 0.61)]:
         assert all(far_from_threshold(b.astype(np.float64), iou_threshold) for b in boxes)
@@ -303,13 +311,13 @@ def call(boxes=BOXES, scores=SCORES, **kwargs):
         ({"boxes": BOXES.astype(bool)}, TypeError, "boxes must be real"),
         ({"scores": SCORES.astype(np.complex64)}, TypeError, "scores must be floating"),
         ({"scores": np.array([1, 2])}, TypeError, "scores must be floating"),
-        ({"classes": np.array([0.0, 1.0])}, TypeError, "classes must be integer"),
+        ({"labels": np.array([0.0, 1.0])}, TypeError, "labels must be integer"),
         ({"where": np.array([1, 0])}, TypeError, "where must be a boolean mask"),
         ({"boxes": BOXES[:, :3]}, ValueError, r"boxes must have shape \(A, 4\); got boxes.shape=\(2, 3\)"),
         ({"boxes": BOXES[None]}, ValueError, r"boxes.shape=\(1, 2, 4\)"),
         ({"scores": SCORES[:1]}, ValueError, r"scores.shape=\(1,\), boxes.shape=\(2, 4\)"),
         ({"scores": SCORES[:, None]}, ValueError, r"scores.shape=\(2, 1\), boxes.shape=\(2, 4\)"),
-        ({"classes": np.zeros(3, np.int32)}, ValueError, r"classes.shape=\(3,\), boxes.shape=\(2, 4\)"),
+        ({"labels": np.zeros(3, np.int32)}, ValueError, r"labels.shape=\(3,\), boxes.shape=\(2, 4\)"),
         ({"where": np.ones((2, 1), bool)}, ValueError, r"where.shape=\(2, 1\), boxes.shape=\(2, 4\)"),
         ({"max_detections": 0}, ValueError, "max_detections must be >= 1"),
         ({"max_detections": -3}, ValueError, "max_detections"),
@@ -337,7 +345,7 @@ def test_lists_and_concrete_jax_thresholds_are_accepted():
         [0.5, 0.6],
         iou_threshold=jnp.float32(0.2),
         max_detections=2,
-        classes=[0, 0],
+        labels=[0, 0],
     )
     assert_matches((keep, valid), [1], 2)
     with pytest.raises(ValueError, match="iou_threshold must be in"):

@@ -26,5 +26,5 @@ def test_readme_python_snippets_run():
             code = code.replace("err.throw()", "assert err.get() is None")
         exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["loss"].shape == (8, 4)
-    assert namespace["grads"].shape == (8, 4, 17)
+    assert namespace["grads"].shape == (8, 4, 16)
     assert namespace["values"].shape == (8, 4)

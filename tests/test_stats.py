@@ -74,6 +74,25 @@ def test_sign_flip_exact_hand_cases():
             assert approx == pytest.approx(exact, abs=0.005)
 
 
+def test_sign_flip_meet_in_the_middle_equals_full_enumeration():
+    # Ties included (integer differences): the split count must equal counting all 2^n sums directly.
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 9, 14, 20):
+        for d in (rng.normal(0.3, 1.0, n), rng.integers(-3, 4, n).astype(float)):
+            sums = np.abs(stats._signed_sums(d))
+            direct = np.mean(sums >= abs(d.sum()) - 1e-12 * max(np.abs(d).sum(), 1e-300))
+            assert stats.sign_flip_p(d) == (1.0 if abs(d.sum()) == 0 else direct)
+
+
+def test_sign_flip_exact_at_32_seeds():
+    # All positive and equal: only the two extreme assignments reach |sum|; and a count over 2^32.
+    assert stats.sign_flip_p([0.01] * 32) == 2 / 2**32
+    d = np.random.default_rng(3).normal(0.005, 0.02, 32)
+    p = stats.sign_flip_p(d)
+    assert p * 2**32 == round(p * 2**32)
+    assert p == pytest.approx(stats.sign_flip_p(d, exact_max=10, samples=200_000), abs=0.005)
+
+
 def test_holm_known_vector():
     # m = 4: sorted 0.01, 0.02, 0.03, 0.04 -> 0.04, 0.06, 0.06, 0.06 (running maximum).
     out = stats.holm({"a": 0.03, "b": 0.01, "c": 0.04, "d": 0.02})

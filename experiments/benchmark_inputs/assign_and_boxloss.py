@@ -6,7 +6,10 @@ to a YOLOv8 training batch at 640 px (strides 8/16/32, 8400 points), COCO-like o
 
     import jax, jax_dfl.assignment as A
     inputs = make_assign_inputs()
-    fn = jax.jit(jax.vmap(A.task_aligned_assign, in_axes=(0, 0, None, 0, 0, 0)))
+    assign = lambda s, b, p, gl, gb, gm: A.task_aligned_assign(
+        pred_boxes=b, pred_scores=s, points=p, gt_boxes=gb, gt_labels=gl, gt_mask=gm
+    )
+    fn = jax.jit(jax.vmap(assign, in_axes=(0, 0, None, 0, 0, 0)))
     fn(*inputs.values())
 """
 

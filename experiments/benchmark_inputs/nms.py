@@ -73,7 +73,7 @@ def make_nms_inputs(
 def time_nms(candidates: int, repeats: int, **nms_kwargs) -> tuple[float, int]:
     """Median seconds of one jitted call after compilation, and the number of boxes kept."""
     boxes, scores, classes = make_nms_inputs(candidates)
-    fn = jax.jit(lambda b, s, c: non_max_suppression(b, s, classes=c, **nms_kwargs))
+    fn = jax.jit(lambda b, s, c: non_max_suppression(b, s, labels=c, **nms_kwargs))
     boxes, scores, classes = jax.device_put((boxes, scores, classes))
     _, valid = jax.block_until_ready(fn(boxes, scores, classes))  # compile
     times = []

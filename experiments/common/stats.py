@@ -154,15 +154,26 @@ def paired_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = 
     }
 
 
+def _signed_sums(d: np.ndarray) -> np.ndarray:
+    """``sum_i s_i d_i`` for all ``2**len(d)`` sign vectors ``s`` (one array, built by doubling)."""
+    sums = np.zeros(1)
+    for x in d:
+        sums = np.concatenate([sums + x, sums - x])
+    return sums
+
+
 def sign_flip_p(
-    differences: Sequence[float], *, exact_max: int = 20, samples: int = 100_000, seed: int = 0
+    differences: Sequence[float], *, exact_max: int = 40, samples: int = 100_000, seed: int = 0
 ) -> float:
     """Two-sided paired sign-flip (permutation) test of "the differences are symmetric about 0".
 
     The p-value is the fraction of sign assignments whose ``|mean|`` is at least the observed one
     (the observed assignment included). Exact, over all ``2**n`` assignments, for ``n <=
-    exact_max``; above that, ``samples`` random assignments plus the observed one (a valid
-    Monte-Carlo p-value). NaNs are dropped; exact zeros have no sign and count either way.
+    exact_max``: the signed sums of the two halves of the differences are listed (``2**(n/2)``
+    each), one half sorted, and for each sum of the other half the assignments with ``|a + b| >=
+    observed`` are counted by binary search, so 32 seeds take well under a second. Above
+    ``exact_max``, ``samples`` random assignments plus the observed one (a valid Monte-Carlo
+    p-value). NaNs are dropped; exact zeros have no sign and count either way.
 
       >>> sign_flip_p([0.1, 0.2, 0.3, 0.4, 0.5])  # all positive, n = 5: only the two extremes
       0.0625
@@ -173,20 +184,18 @@ def sign_flip_p(
         return math.nan
     observed = abs(d.sum())
     tolerance = 1e-12 * max(float(np.abs(d).sum()), 1e-300)
+    threshold = observed - tolerance  # |a + b| >= threshold counts
+    if threshold <= 0:
+        return 1.0
     if n <= exact_max:
-        hits, total = 0, 1 << n
-        chunk = 1 << min(n, 16)
-        bits = (np.arange(chunk)[:, None] >> np.arange(min(n, 16))) & 1  # the low 16 signs
-        for high in range(total // chunk):
-            signs = np.empty((chunk, n))
-            signs[:, : min(n, 16)] = 1 - 2 * bits
-            if n > 16:
-                signs[:, 16:] = 1 - 2 * ((high >> np.arange(n - 16)) & 1)
-            hits += int(np.count_nonzero(np.abs(signs @ d) >= observed - tolerance))
-        return hits / total
+        first, second = _signed_sums(d[: n // 2]), np.sort(_signed_sums(d[n // 2 :]))
+        # a + b >= threshold  <=>  b >= threshold - a;  a + b <= -threshold  <=>  b <= -threshold - a
+        above = len(second) - np.searchsorted(second, threshold - first, side="left")
+        below = np.searchsorted(second, -threshold - first, side="right")
+        return float(np.sum(above) + np.sum(below)) / float(1 << n)
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(samples, n))
-    hits = int(np.count_nonzero(np.abs(signs @ d) >= observed - tolerance))
+    hits = int(np.count_nonzero(np.abs(signs @ d) >= threshold))
     return (hits + 1) / (samples + 1)
 
 

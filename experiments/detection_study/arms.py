@@ -7,7 +7,7 @@
 ``ciou_dist``      distribution head decoded by expectation, 1 - CIoU only (no DFL): the head's
                    effect without the loss's
 ``ciou_dist_l1``   distribution head decoded by expectation; 1 - CIoU, plus gain x L1 on the decoded
-                   distances (no two-hot target): the distribution head with a scalar second term
+                   distances, targets clipped to the bins as DFL clips them (no two-hot target)
 ``ciou_dfl``       distribution head, :func:`jax_dfl.yolo_box_loss` (CIoU + DFL, YOLOv8's box loss)
 ``ciou_dfl_log``   as ``ciou_dfl`` with log-spaced bin values (DFL with ``bin_values``)
 ``ciou_hl_gauss``  distribution head, CIoU + HL-Gauss cross-entropy (:func:`jax_dfl.hl_gauss_loss`)
@@ -156,9 +156,10 @@ def box_loss(
         return iou_term, zero
     if arm.name in ("ciou_l1", "ciou_dist_l1"):  # L1 on the (decoded) distances in bins
         pred_bins = arm.distances(box_out)
-        return iou_term, _weighted(
-            jnp.mean(jnp.abs(pred_bins - target_bins), -1), weight, foreground, normalizer
-        )
+        # The distribution head's decoded distance lies in [0, NUM_BINS - 1]: its targets are
+        # clipped there as DFL clips them, so ciou_dist_l1 differs from ciou_dfl only in the loss.
+        target = jnp.clip(target_bins, 0, NUM_BINS - 1) if arm.distribution else target_bins
+        return iou_term, _weighted(jnp.mean(jnp.abs(pred_bins - target), -1), weight, foreground, normalizer)
     sides = jnp.broadcast_to(foreground[:, None], target_bins.shape)
     if arm.name == "ciou_dfl_log":
         dist = distribution_focal_loss(box_out, target_bins, where=sides, bin_values=arm.bin_values)

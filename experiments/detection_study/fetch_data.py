@@ -29,6 +29,20 @@ IMAGES = (
     "SOAP_061",
 )
 LICENCE_FILES = ("LICENSE", "AUTHORS.md")
+# SHA-256 of every file extracted from deepforest 2.1.0's wheel: a fetch refuses a mismatch, and the
+# study records the digests of the files it read, so a rerun can show it used the same data.
+PINNED_SHA256 = {
+    "2019_YELL_2_528000_4978000_image_crop2.png": "a9bdb0f4447fdd899d22f567e0e20ba8320c5413b2ad0cd0ac8d9f3b6e0f9767",  # noqa: E501
+    "2019_YELL_2_528000_4978000_image_crop2.xml": "bd431af6a5086d721eb731b22f5ea28cd8a8eab06883efc1c665391acbc68e11",  # noqa: E501
+    "2019_YELL_2_541000_4977000_image_crop.png": "178e58a23cc2642226a364a30f71bd9258ddc1b012c826f12250914a90c7a131",  # noqa: E501
+    "2019_YELL_2_541000_4977000_image_crop.xml": "cefe4b96888bacbf8af1674f000082e549aa707aa6590d545effb23e43f26631",  # noqa: E501
+    "OSBS_029.png": "d9477c6a00e4902c7bee487d4c5582c3b8b9a2f77f3908a29628b816b291e6ee",
+    "OSBS_029.xml": "1f68c4011d7b351c29ca755072e77f3d16e6fd1f995bd05a9dd4eb952b55373c",
+    "SOAP_061.png": "256508f1a62149bec4a80879077a865caf50e8cace095e6564c76befa480d424",
+    "SOAP_061.xml": "4833280af75fd9c47965a93e38945282835e9e725cac412bdb9469d63480947c",
+    "deepforest_LICENSE": "5487293ab54d4861d41b5f51622b236f610def978abf6d88091f74559232ab14",
+    "deepforest_AUTHORS.md": "a33f04e37d88c853e20bfc95e9ece9c08473c4da95a4b6323172f2f39b3b8a5c",
+}
 
 
 def default_cache() -> pathlib.Path:
@@ -38,6 +52,20 @@ def default_cache() -> pathlib.Path:
 
 def sha256(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def data_checksums(cache: pathlib.Path) -> dict:
+    """``{"files": {name: sha256}, "mismatched": [names]}`` of the image and annotation files in
+    ``cache`` against :data:`PINNED_SHA256` (a missing file counts as mismatched)."""
+    files, mismatched = {}, []
+    for name, pinned in PINNED_SHA256.items():
+        if name.startswith("deepforest_"):
+            continue  # the licence texts are not data
+        path = cache / name
+        files[name] = sha256(path) if path.exists() else None
+        if files[name] != pinned:
+            mismatched.append(name)
+    return {"files": files, "mismatched": mismatched}
 
 
 def download_wheel(directory: pathlib.Path) -> pathlib.Path:
@@ -75,9 +103,15 @@ def extract(wheel: pathlib.Path, cache: pathlib.Path) -> dict[str, str]:
             print("not in this wheel (skipped):", *missing, sep="\n  ")
         for member, target in sorted(wanted.items()):
             if member in names:
-                path = cache / target
-                path.write_bytes(archive.read(member))
-                checksums[target] = sha256(path)
+                data = archive.read(member)
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != PINNED_SHA256[target]:
+                    raise ValueError(
+                        f"{member} in {wheel.name} has SHA-256 {digest}, not the pinned "
+                        f"{PINNED_SHA256[target]}: refusing to use it"
+                    )
+                (cache / target).write_bytes(data)
+                checksums[target] = digest
     return checksums
 
 

@@ -41,6 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache", type=pathlib.Path, default=fetch_data.default_cache())
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--summarise", action="store_true", help="only rewrite summary.md from the JSON files")
+    p.add_argument(
+        "--allow-unpinned-data",
+        action="store_true",
+        help="run on crowns files whose SHA-256 differs from the pinned ones (tests' stand-in images)",
+    )
     return p.parse_args(argv)
 
 
@@ -89,6 +94,14 @@ def main(argv=None) -> dict:
                 print(message)
                 results["real"] = {"skipped": message}
                 continue
+            if data == "real":
+                checks = fetch_data.data_checksums(args.cache)
+                results["real_data_sha256"] = checks
+                if checks["mismatched"] and not args.allow_unpinned_data:
+                    raise SystemExit(
+                        f"{args.cache}: {', '.join(checks['mismatched'])} differ from the pinned SHA-256 "
+                        "(fetch_data.PINNED_SHA256); fetch again, or pass --allow-unpinned-data"
+                    )
             info = study.run_data(
                 config,
                 data,

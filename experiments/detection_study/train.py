@@ -89,7 +89,15 @@ def losses(arm: Arm, model: Detector, images, gt_boxes, gt_mask, config: TrainCo
     labels = jnp.zeros(gt_mask.shape, jnp.int32)
     assign = jax.vmap(
         lambda s, b, gl, gb, gm: task_aligned_assign(
-            s, b, points, gl, gb, gm, top_k=config.top_k, alpha=config.alpha, beta=config.beta
+            pred_boxes=b,
+            pred_scores=s,
+            points=points,
+            gt_boxes=gb,
+            gt_labels=gl,
+            gt_mask=gm,
+            top_k=config.top_k,
+            alpha=config.alpha,
+            beta=config.beta,
         )
     )(jax.nn.sigmoid(logits)[..., None], pred_boxes, labels, gt_boxes, gt_mask)
     normalizer = jnp.maximum(jnp.sum(assign.scores), 1.0)

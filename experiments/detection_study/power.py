@@ -1,0 +1,216 @@
+"""The detection test's pre-registered power rule and verdicts (``preregistration.md``).
+
+    python -m experiments.detection_study.power --out results/detection_test
+
+After the pilot (``main --config detection_test --pilot-only``), estimates each primary contrast's
+per-seed standard deviation as the larger of (a) the pilot seeds' paired differences in final
+validation AP at each arm's chosen setting and (b) the earlier study's five seeds at stride 8 for
+the nearest committed contrast, then the number of seeds: the smallest n >= ``min_seeds`` at which
+every primary contrast's expected 95 % half-width is at most ``target``, capped at ``max_seeds``.
+Writes DIR/power.json. :func:`verdict` turns a contrast's interval and Holm-adjusted p-value into
+the pre-registered reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from experiments.common import stats
+from experiments.common.store import RunStore, json_default
+from experiments.detection_study import configs
+from experiments.detection_study.study import choose
+from experiments.detection_study.train import Run
+
+# Primary contrasts -> the earlier study's nearest committed contrast at stride 8 (its arms).
+EARLIER_NEAREST = {
+    "ciou_dfl-ciou_dist_l1": ("ciou_dfl", "l1"),
+    "ciou_dfl-ciou_l1": ("ciou_dfl", "l1"),
+    "ciou_dfl-ciou": ("ciou_dfl", "ciou"),
+}
+EARLIER = pathlib.Path(__file__).resolve().parents[2] / "results/detection_study/results_synthetic.json"
+
+
+def paired_sd(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """Sample standard deviation of ``a[s] - b[s]`` over the seeds both have (NaN under 2 seeds)."""
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds], np.float64)
+    return float(np.std(d, ddof=1)) if len(d) >= 2 else math.nan
+
+
+def planned_seeds(
+    sds: Mapping[str, float], *, target: float = 0.01, min_seeds: int = 16, max_seeds: int = 32
+) -> dict:
+    """The smallest n in [min_seeds, max_seeds] at which every contrast's expected half-width
+    ``E[t s / sqrt(n)]`` is at most ``target``; ``max_seeds`` (``capped``) when none is.
+
+    >>> planned_seeds({"a": 0.01})["seeds"]
+    16
+    >>> r = planned_seeds({"a": 0.05}); r["seeds"], r["capped"]
+    (32, True)
+    """
+    needed = {k: stats.seeds_for_half_width(sd, target) for k, sd in sds.items()}
+    n = min(max(min_seeds, *needed.values()), max_seeds)
+    return {
+        "seeds": n,
+        "capped": any(v > max_seeds for v in needed.values()),
+        "needed": needed,
+        "expected_half_width": {k: stats.expected_half_width(sd, n) for k, sd in sds.items()},
+        "target": target,
+    }
+
+
+def verdict(
+    interval: Mapping[str, float], p_holm: float, *, margin: float = 0.01, alpha: float = 0.05
+) -> str:
+    """The pre-registered reading of one primary contrast (arm minus reference, test AP), from its
+    95 % paired t-interval and its Holm-adjusted exact sign-flip p-value (amendment 1's labels):
+
+    * ``support``: Holm p < alpha, the interval above 0 and reaching ``margin`` or beyond;
+    * ``support, below margin``: Holm p < alpha and the interval inside (0, ``margin``): a real
+      gain smaller than the margin;
+    * ``worse``: Holm p < alpha and the interval below 0;
+    * ``no useful gain``: otherwise, when the interval lies below ``margin``;
+    * ``cannot tell``: anything else.
+
+    >>> verdict({"lo": 0.004, "hi": 0.02}, 0.01)
+    'support'
+    >>> verdict({"lo": 0.001, "hi": 0.008}, 0.01)
+    'support, below margin'
+    >>> verdict({"lo": -0.006, "hi": 0.008}, 0.4)
+    'no useful gain'
+    >>> verdict({"lo": -0.03, "hi": -0.001}, 0.01)
+    'worse'
+    >>> verdict({"lo": -0.004, "hi": 0.02}, 0.3)
+    'cannot tell'
+    """
+    significant = p_holm < alpha
+    if significant and interval["lo"] > 0:
+        return "support" if interval["hi"] >= margin else "support, below margin"
+    if significant and interval["hi"] < 0:
+        return "worse"
+    if interval["hi"] < margin:
+        return "no useful gain"
+    return "cannot tell"
+
+
+def verdict_probabilities(
+    sd: float,
+    n: int,
+    effect: float,
+    *,
+    holm_factor: int = 1,
+    margin: float = 0.01,
+    alpha: float = 0.05,
+    simulations: int = 400,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How often each :func:`verdict` comes out for one contrast whose ``n`` paired differences are
+    normal with mean ``effect`` and SD ``sd`` (simulated; t-interval and exact sign-flip p as in the
+    analysis). Holm is approximated by multiplying the contrast's p-value by ``holm_factor``: 1 when
+    it is the family's smallest p-value that decides (its best case), 3 when it is tested first of
+    three (its worst case).
+    """
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for _ in range(simulations):
+        d = rng.normal(effect, sd, n)
+        label = verdict(
+            stats.t_interval(d), min(1.0, holm_factor * stats.sign_flip_p(d)), margin=margin, alpha=alpha
+        )
+        counts[label] = counts.get(label, 0) + 1
+    return {k: v / simulations for k, v in sorted(counts.items())}
+
+
+def verdicts(results: Mapping, condition: str, pairs: Sequence[str]) -> dict[str, dict]:
+    """The verdict of each primary contrast of ``condition`` in a results file's ``tests``."""
+    tests = results["tests"][condition]
+    return {
+        name: {**tests[name], "verdict": verdict(tests[name], tests[name]["p_sign_flip_holm"])}
+        for name in pairs
+        if name in tests
+    }
+
+
+def pilot_values(config, store: RunStore, arm: str) -> dict[int, float]:
+    """Final validation AP per pilot seed at ``arm``'s chosen setting."""
+    lr, gain, _ = choose(config, arm, store)
+    return {s: store.read(Run(arm, s, lr, gain).key)["metrics"]["final_val_AP"] for s in config.pilot_seeds}
+
+
+def earlier_values(path: pathlib.Path, arm: str, stride: str = "8") -> dict[int, float]:
+    runs = json.loads(path.read_text())["synthetic"]["conditions"][stride]["runs"]
+    return {r["seed"]: r["test"]["AP"] for r in runs if r["arm"] == arm}
+
+
+def contrasts(config) -> Sequence[tuple[str, str]]:
+    return [tuple(p) for p in config.comparisons]
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="detection_test")
+    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--earlier", type=pathlib.Path, default=EARLIER)
+    p.add_argument(
+        "--verdicts", action="store_true", help="read results_synthetic.json and write verdicts.json"
+    )
+    args = p.parse_args(argv)
+    config = configs.get(args.config)
+    if args.verdicts:
+        results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
+        primary = f"synthetic_stride{config.synthetic.strides[0]}"
+        out = verdicts(results, primary, [f"{a}-{b}" for a, b in contrasts(config)])
+        (args.out / "verdicts.json").write_text(json.dumps(out, indent=1, default=json_default))
+        for name, r in out.items():
+            print(
+                f"{name}: {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], "
+                f"Holm p {r['p_sign_flip_holm']:.3g}: {r['verdict']}"
+            )
+        return out
+    store = RunStore(args.out / "records" / f"synthetic_stride{config.synthetic.pilot_stride}")
+    sds = {}
+    detail = {}
+    for a, b in contrasts(config):
+        name = f"{a}-{b}"
+        pilot = paired_sd(pilot_values(config, store, a), pilot_values(config, store, b))
+        ea, eb = EARLIER_NEAREST[name]
+        earlier = paired_sd(earlier_values(args.earlier, ea), earlier_values(args.earlier, eb))
+        sds[name] = float(np.nanmax([pilot, earlier]))
+        detail[name] = {"pilot_sd": pilot, "earlier_sd": earlier, "earlier_contrast": f"{ea}-{eb}"}
+    plan = planned_seeds(sds)
+    # What the planned seeds can show: each verdict's chance with no effect and with an effect
+    # of one margin, at the contrast's SD (Holm's best and worst case for its p-value).
+    chances = {
+        name: {
+            f"effect {effect:g}, holm x{factor}": verdict_probabilities(
+                sd, plan["seeds"], effect, holm_factor=factor
+            )
+            for effect in (0.0, plan["target"])
+            for factor in (1, 3)
+        }
+        for name, sd in sds.items()
+    }
+    result = {"config": args.config, "sd": sds, "detail": detail, **plan, "verdict_chances": chances}
+    (args.out / "power.json").write_text(json.dumps(result, indent=1, default=json_default))
+    for name in sds:
+        print(
+            f"{name}: sd {sds[name]:.4f} (pilot {detail[name]['pilot_sd']:.4f}, earlier "
+            f"{detail[name]['earlier_sd']:.4f} from {detail[name]['earlier_contrast']}); seeds needed "
+            f"{plan['needed'][name]}, expected half-width at {plan['seeds']}: "
+            f"{plan['expected_half_width'][name]:.4f}"
+        )
+    print(f"seeds: {plan['seeds']}{' (capped)' if plan['capped'] else ''}")
+    for name, table in chances.items():
+        for case, probabilities in table.items():
+            print(f"  {name}, {case}: " + ", ".join(f"{k} {v:.2f}" for k, v in probabilities.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The detection test's power rule and verdicts (experiments/detection_study/power.py)."""
+
+import doctest
+import math
+
+import pytest
+
+from experiments.common import stats
+from experiments.detection_study import power
+
+
+def test_doctests():
+    assert doctest.testmod(power).failed == 0
+
+
+def test_paired_sd_closed_form():
+    # Differences 1 and 3: sample SD sqrt(2); a seed only one arm has is ignored.
+    assert power.paired_sd({0: 2.0, 1: 5.0, 7: 9.0}, {0: 1.0, 1: 2.0}) == pytest.approx(math.sqrt(2))
+    assert math.isnan(power.paired_sd({0: 1.0}, {0: 0.0}))
+
+
+def test_planned_seeds_is_the_smallest_n_meeting_the_target():
+    sds = {"a": 0.012, "b": 0.02}
+    plan = power.planned_seeds(sds, target=0.01, min_seeds=16, max_seeds=64)
+    n = plan["seeds"]
+    assert not plan["capped"]
+    assert all(stats.expected_half_width(sd, n) <= 0.01 for sd in sds.values())
+    assert stats.expected_half_width(0.02, n - 1) > 0.01  # one fewer seed misses it
+    assert plan["expected_half_width"]["b"] == pytest.approx(stats.expected_half_width(0.02, n))
+
+
+def test_planned_seeds_floor_and_cap():
+    assert power.planned_seeds({"a": 1e-4})["seeds"] == 16
+    plan = power.planned_seeds({"a": 0.1}, max_seeds=32)
+    assert plan["seeds"] == 32 and plan["capped"]
+    assert plan["expected_half_width"]["a"] > 0.01
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "p", "expected"),
+    [
+        (0.001, 0.03, 0.04, "support"),
+        (0.001, 0.009, 0.04, "support, below margin"),
+        (-0.02, -0.001, 0.2, "no useful gain"),  # below 0, but Holm does not reach 0.05
+        (0.001, 0.03, 0.06, "cannot tell"),  # the interval excludes 0 but Holm does not reach 0.05
+        (-0.02, -0.001, 0.01, "worse"),
+        (-0.005, 0.0099, 0.5, "no useful gain"),
+        (-0.005, 0.0101, 0.5, "cannot tell"),
+    ],
+)
+def test_verdict(lo, hi, p, expected):
+    assert power.verdict({"lo": lo, "hi": hi}, p) == expected
+
+
+def test_verdict_probabilities_are_a_distribution_and_follow_the_effect():
+    null = power.verdict_probabilities(0.01, 16, 0.0, simulations=300)
+    big = power.verdict_probabilities(0.01, 16, 0.02, simulations=300)
+    assert sum(null.values()) == pytest.approx(1.0) and sum(big.values()) == pytest.approx(1.0)
+    # With no effect, "support" is rare (about alpha/2 at most); with 2 margins of effect, common.
+    assert null.get("support", 0) < 0.06
+    assert big.get("support", 0) > 0.9
+
+
+def test_verdicts_read_the_primary_condition():
+    tests = {"c": {"a-b": {"mean": 0.02, "lo": 0.01, "hi": 0.03, "p_sign_flip_holm": 0.01}}}
+    out = power.verdicts({"tests": tests}, "c", ["a-b", "missing"])
+    assert list(out) == ["a-b"] and out["a-b"]["verdict"] == "support"
