@@ -1,8 +1,10 @@
 """How much more than a softmax does DFL cost? Timings and XLA scratch memory.
 
-    python experiments/benchmark.py                      # YOLO-sized: 64 x 8400 x 4 rows, 17 bins
-    python experiments/benchmark.py --rows 100000 --json runs/bench.json
-    python experiments/benchmark.py --part detection    # box loss, assigner, NMS at YOLOv8 size
+    python -m experiments.benchmark                      # YOLO-sized: 64 x 8400 x 4 rows, 17 bins
+    python -m experiments.benchmark --rows 100000 --json runs/bench.json
+    python -m experiments.benchmark --part detection    # box loss, assigner, NMS at YOLOv8 size
+    python -m experiments.benchmark --part vmap --runs 4 --repeats 10 --vmap-steps 3   # detection runs
+    python -m experiments.benchmark --part toy --runs 5 --repeats 10     # toy seeds, one program
 
 Every function is jitted, compiled once, then all are timed in an interleaved
 round-robin (A, B, C, A, B, C, ...) so that machine noise hits them alike; the
@@ -20,6 +22,7 @@ a fraction of an elementwise device copy (read + write) measured in the same run
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import os
@@ -141,13 +144,7 @@ def bench_dtype(rows: int, bins: int, dtype, repeats: int) -> dict:
 
 
 def _load_inputs(name: str):
-    import importlib.util
-
-    path = pathlib.Path(__file__).resolve().parent / "benchmark_inputs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_inputs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"experiments.benchmark_inputs.{name}")
 
 
 def _time_interleaved(compiled: dict, args: dict, repeats: int) -> dict[str, list[float]]:
@@ -340,8 +337,8 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--json", type=pathlib.Path)
-    p.add_argument("--part", choices=["dfl", "detection", "vmap", "all"], default="all")
-    p.add_argument("--runs", type=int, nargs="+", default=[4, 8], help="vmapped batch sizes (--part vmap)")
+    p.add_argument("--part", choices=["dfl", "detection", "vmap", "toy", "all"], default="all")
+    p.add_argument("--runs", type=int, nargs="+", default=[4, 8], help="runs (seeds) per program (vmap, toy)")
     p.add_argument("--vmap-steps", type=int, default=5, help="timed steps per round (--part vmap)")
     p.add_argument("--images", type=int, default=64, help="images in the detection part")
     args = p.parse_args(argv)
@@ -352,7 +349,7 @@ def main(argv=None) -> dict:
     # A shared machine's load skews absolute times (paired ratios much less): record it.
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
-    results, detection, vmapped = [], None, None
+    results, detection, vmapped, toy = [], None, None, None
     if args.part in ("dfl", "all"):
         results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
         for r in results:
@@ -363,6 +360,9 @@ def main(argv=None) -> dict:
     if args.part in ("vmap", "all"):
         vmapped = bench_vmapped_runs(args.runs, steps=args.vmap_steps, rounds=max(2, args.repeats // 5))
         print_vmapped_report(vmapped)
+    if args.part in ("toy", "all"):
+        toy = bench_toy_seeds(args.runs, rounds=max(2, args.repeats))
+        print_toy_report(toy)
     if info["load_average_1_5_15_min_at_start"] is not None:
         info["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
     out = {
@@ -371,6 +371,7 @@ def main(argv=None) -> dict:
         "results": results,
         "detection": detection,
         "vmapped_runs": vmapped,
+        "toy_seeds": toy,
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -445,6 +446,77 @@ def print_vmapped_report(result: dict) -> None:
             f"  {runs} runs ({'jax.vmap' if mode == 'vmap' else 'lax.map'}): "
             f"{r['s_per_step'] * 1e3:.1f} ms/step ({r['speedup_vs_sequential']:.2f}x {runs} sequential runs)"
         )
+
+
+# --- seeds in one program: the toy study's training step, one seed against S seeds ----------------
+
+
+def bench_toy_seeds(
+    seed_counts, *, losses=("l1", "dfl"), chunk: int = 10, calls: int = 5, rounds: int = 10
+) -> dict:
+    """Seconds per training step of the toy study's program (the default config's trunk, batch and
+    schedule; ``chunk`` steps per call, as the study runs them): one seed, and ``S`` seeds in one
+    program, stacked under ``jax.vmap`` (as the study trains them) or in sequence under
+    ``jax.lax.map``. Every program is compiled first, then all are timed in interleaved rounds of
+    ``calls`` calls; the speed-up against ``S`` runs in sequence is ``S x (one seed's step) / (the
+    S-seed step)``, the median over rounds of that ratio within each round."""
+    from experiments.toy_regression import configs
+    from experiments.toy_regression.train import _trainer
+
+    config = configs.get("default")
+    programs = {}
+    for loss in losses:
+        for count, mode in [(1, "vmap"), *itertools.product(seed_counts, ("vmap", "map"))]:
+            state, keys, run, _ = _trainer(
+                loss,
+                tuple(range(count)),
+                task=config.task,
+                train_config=config.train,
+                learning_rate=1e-2,
+                chunk=chunk,
+                mesh=None,
+                mode=mode,
+            )
+            programs[(loss, count, mode)] = [jax.block_until_ready(run(state, keys, 0)), keys, run]
+    times = {name: [] for name in programs}
+    for r in range(rounds):
+        for name, program in programs.items():
+            state, keys, run = program
+            tic = time.perf_counter()
+            for c in range(calls):
+                state = run(state, keys, (r * calls + c + 1) * chunk)
+            jax.block_until_ready(state)
+            times[name].append((time.perf_counter() - tic) / (calls * chunk))
+            program[0] = state
+    out = {
+        "config": f"default toy config: hidden {config.train.hidden}, depth {config.train.depth}, batch "
+        f"{config.train.batch_size}; {chunk} steps per call, {calls} calls per round, {rounds} rounds",
+        "arms": {},
+    }
+    for loss in losses:
+        one = np.array(times[(loss, 1, "vmap")])
+        entry = {"one_seed_s_per_step": float(np.median(one)), "seeds": {}}
+        for count, mode in itertools.product(seed_counts, ("vmap", "map")):
+            t = np.array(times[(loss, count, mode)])
+            entry["seeds"][f"{count} {mode}"] = {
+                "s_per_step": float(np.median(t)),
+                "speedup_vs_sequential": float(np.median(count * one / t)),
+            }
+        out["arms"][loss] = entry
+    return out
+
+
+def print_toy_report(result: dict) -> None:
+    print(f"\ntoy seeds in one program ({result['config']}):")
+    for loss, entry in result["arms"].items():
+        print(f"  {loss}: one seed {entry['one_seed_s_per_step'] * 1e3:.2f} ms/step")
+        for key, r in entry["seeds"].items():
+            count, mode = key.split()
+            how = "jax.vmap" if mode == "vmap" else "lax.map"
+            print(
+                f"    {count} seeds ({how}): {r['s_per_step'] * 1e3:.2f} ms/step "
+                f"({r['speedup_vs_sequential']:.2f}x {count} sequential runs)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What each loss's gradient tells the prediction, and what that depends on.
 
-    python experiments/gradients.py --out runs/gradients
+    python -m experiments.gradients --out runs/gradients
 
 L1's gradient is +-1 whatever the error; Smooth L1's is linear inside one bin
 and +-1 outside; L2's is the error. A distribution loss (DFL, HL-Gauss, L1 on
@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import jax_dfl
 from jax_dfl.histogram_losses import hl_gauss_loss

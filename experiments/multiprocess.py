@@ -1,8 +1,8 @@
 """Data parallelism over several processes, each holding part of the devices.
 
-    python experiments/multiprocess.py --processes 2 --local-devices 2 --out runs/multiprocess.json
+    python -m experiments.multiprocess --processes 2 --local-devices 2 --out runs/multiprocess.json
 
-starts ``--processes`` copies of this script on this machine (JAX's CPU backend,
+starts ``--processes`` copies of this module on this machine (JAX's CPU backend,
 gloo collectives, coordinator on 127.0.0.1), each with ``--local-devices``
 virtual CPU devices. Together they build one global mesh with
 :func:`jax_dfl.parallel.data_mesh`, feed each process's slice of every batch
@@ -29,7 +29,6 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout
 
 BATCH = 64  # rows of the DFL check and examples per training step, global
 STEPS = 6
@@ -48,7 +47,9 @@ def measure(mesh) -> dict:
     from jax.experimental import multihost_utils
 
     import jax_dfl
-    from experiments.toy_regression import toy
+    from experiments.toy_regression import model as toy_model
+    from experiments.toy_regression import task as toy_task
+    from experiments.toy_regression import train as toy_train
     from jax_dfl import parallel
 
     rows = parallel.process_batch_slice(BATCH, mesh)
@@ -73,12 +74,14 @@ def measure(mesh) -> dict:
         "dfl_grad_shards": len(grad.sharding.device_set),
     }
 
-    task = toy.TaskConfig()
-    config = toy.TrainConfig(hidden=32, batch_size=BATCH, steps=STEPS, warmup_steps=2)
-    x_eval, y_eval = (np.asarray(a) for a in toy.make_batch(jax.random.key(99), 128, task))
+    task = toy_task.TaskConfig()
+    config = toy_train.TrainConfig(hidden=32, batch_size=BATCH, steps=STEPS, warmup_steps=2)
+    x_eval, y_eval = (np.asarray(a) for a in toy_task.make_batch(jax.random.key(99), 128, task))
     for loss_name in ("dfl", "l1"):
-        model = toy.ToyRegressor(loss_name, task, config, rngs=nnx.Rngs(0))
-        optimizer = nnx.Optimizer(model, toy.make_optimizer(config, 1e-2), wrt=nnx.Param)
+        model = toy_model.ToyRegressor(
+            loss_name, task, hidden=config.hidden, depth=config.depth, rngs=nnx.Rngs(0)
+        )
+        optimizer = nnx.Optimizer(model, toy_train.make_optimizer(config, 1e-2), wrt=nnx.Param)
         graphdef, state = nnx.split((model, optimizer))
         state = parallel.replicate(state, mesh)  # the same initial values on every process
 
@@ -87,7 +90,7 @@ def measure(mesh) -> dict:
             model, optimizer = nnx.merge(graphdef, state)
 
             def objective(model):
-                return toy.training_loss(loss_name, model(x), y).mean()
+                return toy_model.training_loss(loss_name, model(x), model.targets(y)).mean()
 
             value, grads = nnx.value_and_grad(objective)(model)
             optimizer.update(model, grads)
@@ -95,7 +98,7 @@ def measure(mesh) -> dict:
 
         losses = []
         for step in range(STEPS):
-            xb, yb = (np.asarray(a) for a in toy.make_batch(jax.random.key(step), BATCH, task))
+            xb, yb = (np.asarray(a) for a in toy_task.make_batch(jax.random.key(step), BATCH, task))
             xb, yb = parallel.shard_process_local((xb[rows], yb[rows]), mesh)
             state, value = train_step(state, xb, yb)
             losses.append(float(value))
@@ -142,15 +145,20 @@ def launch(processes: int, local_devices: int, out: pathlib.Path, *, timeout: fl
     RuntimeError carries the failing process's output.
     """
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    # Run as a module from the checkout's root, whatever the caller's working directory.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)  # the device count comes from jax_num_cpu_devices
     procs = []
     for i in range(processes):
-        cmd = [sys.executable, __file__, "--worker", "--process-id", str(i), "--port", str(port)]
+        cmd = [sys.executable, "-m", "experiments.multiprocess", "--worker", "--process-id", str(i)]
+        cmd += ["--port", str(port)]
         cmd += ["--processes", str(processes), "--local-devices", str(local_devices), "--out", str(out)]
         cmd += ["--timeout", str(int(timeout))]
         procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
         )
     deadline = time.monotonic() + timeout
     try:

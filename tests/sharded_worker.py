@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_dfl
-from experiments.toy_regression import toy
+from experiments.toy_regression import task as toy_task
+from experiments.toy_regression import train as toy_train
 from jax_dfl import parallel
 
 
@@ -46,30 +47,27 @@ def main() -> None:
         jnp.max(jnp.abs(per_element - jax_dfl.distribution_focal_loss(logits, targets)))
     )
 
-    task = toy.TaskConfig()
-    train = toy.TrainConfig(hidden=32, steps=30, eval_every=10, batch_size=64)
-    data = toy.make_batch(jax.random.key(5), 128, task)
-    kwargs = dict(task=task, train_config=train, eval_data=data, test_inputs=data[0])
+    task = toy_task.TaskConfig()
+    train = toy_train.TrainConfig(hidden=32, steps=30, batch_size=64)
+    data = toy_task.make_batch(jax.random.key(5), 128, task)
+    kwargs = dict(
+        task=task, train_config=train, learning_rate=3e-3, eval_steps=[0, 10, 20, 30], eval_data=data,
+        test_inputs=data[0],
+    )  # fmt: skip
     for loss in ("dfl", "l1"):
-        single = toy.train(loss, [0, 1], **kwargs)
-        sharded = toy.train(loss, [0, 1], mesh=mesh, **kwargs)
+        single = toy_train.train(loss, [0, 1], **kwargs)
+        sharded = toy_train.train(loss, [0, 1], mesh=mesh, **kwargs)
         out[f"{loss}_curve_max_rel_diff"] = float(
             np.max(np.abs(single.curves - sharded.curves) / np.abs(single.curves))
         )
         out[f"{loss}_curve_changed"] = float(single.curves[0, 0] - single.curves[0, -1])
     # The experiment script splits its batches over all local devices by itself.
-    import importlib.util
-    import pathlib
     import tempfile
 
-    root = pathlib.Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location(
-        "toy_regression", root / "experiments" / "toy_regression" / "main.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from experiments.toy_regression import main as script
+
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--steps", "20", "--eval-every", "10", "--seeds", "1", "--eval-size", "64", "--losses", "dfl"]
+        argv = ["--config", "smoke", "--set", "seeds=1", "lrs=3e-3", "losses=dfl", "train.steps=20"]
         results = script.main([*argv, "--out", tmp])
     out["script_data_parallel_devices"] = results["device"]["data_parallel_devices"]
     print(json.dumps(out))

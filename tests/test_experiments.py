@@ -2,46 +2,45 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 
 def _load(name: str):
-    # An experiment with its own folder (flax examples' layout) has its entry script in main.py.
-    folder = ROOT / "experiments" / name
-    path = folder / "main.py" if folder.is_dir() else ROOT / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # Every experiment is a module of the experiments package, run as python -m experiments.<name>.
+    return importlib.import_module(f"experiments.{name}")
 
 
-TINY = ["--steps", "40", "--eval-every", "20", "--seeds", "2", "--eval-size", "64"]
+def _toy():
+    from experiments.toy_regression import main
+
+    return main
+
+
+SMOKE = ["--config", "smoke"]
 
 
 def test_toy_regression_writes_results_and_is_reproducible(tmp_path):
-    script = _load("toy_regression")
-    argv = [*TINY, "--lr", "3e-3", "1e-2", "--timing-rounds", "2"]
-    first = script.main([*argv, "--losses", "l1", "dfl", "--out", str(tmp_path / "a")])
+    script = _toy()
+    first = script.main([*SMOKE, "--out", str(tmp_path / "a")])
     # Same seeds, same numbers: rerun one loss and compare its runs.
-    second = script.main([*argv, "--losses", "dfl", "--out", str(tmp_path / "b")])
+    second = script.main([*SMOKE, "--set", "losses=dfl", "--out", str(tmp_path / "b")])
 
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["device"]["platform"] == "cpu" and saved["device"]["device_count"] >= 1
-    assert saved["config"]["seeds"] == [0, 1]
+    assert saved["config"]["seeds"] == [0, 1] and saved["config"]["name"] == "smoke"
     runs = saved["runs"]
     assert len(runs) == 2 * 2 * 2  # losses x learning rates x seeds
     for run in runs:
         assert {"loss", "seed", "lr", "final_mae", "curve", "test_curve", "seconds", "val_auc"} <= run.keys()
         assert [s for s, _ in run["curve"]] == [0, 20, 40]
         assert run["final_mae"] > 0
-        assert set(run["steps_to_target"]) == {"0.2", "0.1", "0.07", "0.06", "floor+10%"}
+        assert set(run["steps_to_target"]) == {"first", "sustained"}
+        for by_name in run["steps_to_target"].values():
+            assert set(by_name) == {"0.2", "0.1", "0.07", "0.06", "floor+10%"}
         # The last point of the test curve is the final test MAE.
         assert run["test_curve"][-1][1] == pytest.approx(run["final_mae"], rel=1e-4)
     # One learning rate selected per loss and criterion, each the best on validation data.
@@ -56,46 +55,34 @@ def test_toy_regression_writes_results_and_is_reproducible(tmp_path):
             assert chosen == {min(score, key=score.get)}
     assert 0.01 < saved["noise_floor"]["test"]["median"] < 0.2
     assert set(saved["timing"]) == {"l1", "dfl"}
-    paired = saved["summary"]["paired_vs_dfl"]["l1"]
-    assert paired["final_mae_auc_lr"]["n"] == 2
+    paired = saved["summary"]["pairs"]["l1 - dfl"]
+    assert paired["final_mae"]["auc"]["n"] == 2
+    assert set(paired["ratio"]) == {"first", "sustained"}
     for name in ("curves.png", "steps_to_target.png"):
         assert (tmp_path / "a" / name).stat().st_size > 1000
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert "| dfl |" in summary and "| l1 |" in summary and "floor" in summary
+    assert "sustained crossing" in summary and "| l1 - dfl |" in summary
 
     strip = lambda rs: [(r["seed"], r["lr"], r["final_mae"], r["curve"]) for r in rs if r["loss"] == "dfl"]
     assert strip(first["runs"]) == strip(second["runs"])
     assert len(strip(second["runs"])) == 4
 
 
-def test_paired_interval_against_a_hand_calculation():
-    script = _load("toy_regression")
-    # Differences 2, 3, 1: mean 2, sample sd 1, t_{0.975, 2} = 4.302653, half-width 4.302653 / sqrt(3).
-    out = script.paired_interval([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
-    half = 4.302653 / np.sqrt(3)
-    assert out["mean"] == 2.0 and out["n"] == 3
-    assert out["low"] == pytest.approx(2 - half, rel=1e-6) and out["high"] == pytest.approx(
-        2 + half, rel=1e-6
-    )
-    assert not out["significant"]
-    # Five seeds, all clearly below: significant. t_{0.975, 4} = 2.776445.
-    out = script.paired_interval([1.0, 1.1, 0.9, 1.0, 1.2], [2.0, 2.0, 2.0, 2.0, 2.0])
-    d = np.array([-1.0, -0.9, -1.1, -1.0, -0.8])
-    half = 2.776445 * d.std(ddof=1) / np.sqrt(5)
-    assert out["high"] == pytest.approx(d.mean() + half, rel=1e-6) and out["significant"]
-
-
 def test_learning_rate_grid_and_selection():
-    script = _load("toy_regression")
-    assert script.neighbour_lr(3e-2, +1) == 0.1 and script.neighbour_lr(1e-2, +1) == 0.03
-    assert script.neighbour_lr(1e-3, -1) == 3e-4 and script.neighbour_lr(3e-3, -1) == 1e-3
-    assert script.select_lr({1e-3: 0.5, 3e-3: 0.2, 1e-2: 0.2}) == 3e-3  # ties go to the smaller rate
-    tried = [1e-3, 3e-3, 1e-2]
+    from experiments.toy_regression import study
+
+    assert study.neighbour_lr(3e-2, +1) == 0.1 and study.neighbour_lr(1e-2, +1) == 0.03
+    assert study.neighbour_lr(1e-3, -1) == 3e-4 and study.neighbour_lr(3e-3, -1) == 1e-3
+    assert study.select_lr({1e-3: 0.5, 3e-3: 0.2, 1e-2: 0.2}) == 3e-3  # ties go to the smaller rate
+    tried, limits = [1e-3, 3e-3, 1e-2], (1e-4, 1.0)
     inner = {1e-3: 0.5, 3e-3: 0.1, 1e-2: 0.3}
-    assert script.lr_to_add([inner], tried) is None
+    assert study.lr_to_add([inner], tried, limits) is None
     # Either criterion on an edge extends the grid on that side.
-    assert script.lr_to_add([inner, {1e-3: 0.5, 3e-3: 0.4, 1e-2: 0.3}], tried) == 0.03
-    assert script.lr_to_add([{1e-3: 0.1, 3e-3: 0.4, 1e-2: 0.5}], tried) == 3e-4
+    assert study.lr_to_add([inner, {1e-3: 0.5, 3e-3: 0.4, 1e-2: 0.3}], tried, limits) == 0.03
+    assert study.lr_to_add([{1e-3: 0.1, 3e-3: 0.4, 1e-2: 0.5}], tried, limits) == 3e-4
+    # Never beyond the range.
+    assert study.lr_to_add([{1e-3: 0.1, 3e-3: 0.4, 1e-2: 0.5}], tried, (1e-3, 1.0)) is None
 
 
 def test_gradients_script(tmp_path):
@@ -130,6 +117,8 @@ def test_benchmark_script_tiny(tmp_path):
             "2",
             "--images",
             "1",
+            "--runs",
+            "2",
             "--json",
             str(tmp_path / "bench.json"),
         ]
@@ -152,6 +141,10 @@ def test_benchmark_script_tiny(tmp_path):
         assert all(t > 0 for t in result["median_seconds"].values())
         ratio = result["ratios"]["dfl value_and_grad / logsumexp value_and_grad"]
         assert ratio["value"] > 0 and ratio["target"] == 1.15
+    toy = saved["toy_seeds"]["arms"]
+    assert set(toy) == {"l1", "dfl"}
+    assert set(toy["dfl"]["seeds"]) == {"2 vmap", "2 map"}
+    assert all(r["speedup_vs_sequential"] > 0 for r in toy["dfl"]["seeds"].values())
     # Scratch memory is deterministic, so the structural bound holds even at this size.
     f32 = out["results"][0]
     assert f32["ratios"]["dfl value_and_grad scratch / logits bytes"]["value"] <= 0.3
@@ -162,10 +155,11 @@ def test_doctests_of_the_experiment_modules():
     # modules moved out of the package keep theirs here.
     import doctest
 
+    from experiments.common import stats
     from experiments.synthetic_detection import toy_detection
-    from experiments.toy_regression import toy
+    from experiments.toy_regression import metrics, study, task, train
 
-    for module, at_least in ((toy, 3), (toy_detection, 0)):
+    for module, at_least in ((task, 2), (train, 1), (metrics, 4), (study, 2), (stats, 5), (toy_detection, 0)):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0, module.__name__
         assert result.attempted >= at_least, module.__name__

@@ -1,13 +1,12 @@
 """Data parallelism over 2 processes x 2 CPU devices (gloo collectives on 127.0.0.1).
 
-The processes run ``experiments/multiprocess.py``; the reference is the same
+The processes run ``python -m experiments.multiprocess``; the reference is the same
 measurement on this process's single device.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
+import importlib
 
 import jax
 import numpy as np
@@ -15,14 +14,9 @@ import pytest
 
 from jax_dfl import parallel
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("multiprocess", ROOT / "experiments" / "multiprocess.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("experiments.multiprocess")
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,25 @@ def test_planning_helpers():
     draws = rng.normal(0, 0.03, (20_000, 8))
     halves = [stats.t_interval(row)["hi"] - stats.t_interval(row)["mean"] for row in draws[:4000]]
     assert np.mean(halves) == pytest.approx(stats.expected_half_width(0.03, 8), rel=0.02)
+
+
+def test_paired_ratio():
+    a, b = [20.0, 40.0, 80.0], [10.0, 10.0, 20.0]  # per-pair ratios 2, 4, 4
+    r = stats.paired_ratio(a, b)
+    assert r["median_ratio"] == 4.0 and r["n"] == 3
+    logs = stats.t_interval(np.log(a) - np.log(b))
+    assert r["geometric_mean"] == pytest.approx(32 ** (1 / 3), rel=1e-12)
+    assert (r["lo"], r["hi"], r["p"]) == pytest.approx(
+        (math.exp(logs["lo"]), math.exp(logs["hi"]), logs["p"])
+    )
+    # Scale-free: multiplying both by a constant changes nothing; swapping inverts.
+    assert stats.paired_ratio(np.multiply(a, 7), np.multiply(b, 7))["geometric_mean"] == pytest.approx(
+        r["geometric_mean"]
+    )
+    swapped = stats.paired_ratio(b, a)
+    assert swapped["geometric_mean"] == pytest.approx(1 / r["geometric_mean"])
+    assert (swapped["lo"], swapped["hi"]) == pytest.approx((1 / r["hi"], 1 / r["lo"]))
+    # Not defined for values that are not positive.
+    assert math.isnan(stats.paired_ratio([1.0, 0.0], [1.0, 2.0])["geometric_mean"])
+    with pytest.raises(ValueError, match="same shape"):
+        stats.paired_ratio([1.0], [1.0, 2.0])

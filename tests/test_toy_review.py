@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.toy_regression import toy
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "toy_regression", ROOT / "experiments" / "toy_regression" / "main.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiments.toy_regression import main as script
+from experiments.toy_regression import task as toy_task
 
 
 @pytest.mark.parametrize("points", [11, 12])
@@ -35,17 +23,17 @@ def test_grid_median_of_a_symmetric_posterior_is_its_centre(points):
     centre = float(ys[0] + ys[-1]) / 2
     post = jnp.exp(-0.5 * ((ys - centre) / (3 * step)) ** 2)
     post = post / post.sum()
-    assert float(toy.grid_median(ys, post, step)) == pytest.approx(centre, abs=1e-5)
+    assert float(toy_task.grid_median(ys, post, step)) == pytest.approx(centre, abs=1e-5)
     # A point mass: the median is the middle of its cell.
     one = jnp.zeros(points).at[4].set(1.0)
-    assert float(toy.grid_median(ys, one, step)) == pytest.approx(float(ys[4]), abs=1e-6)
+    assert float(toy_task.grid_median(ys, one, step)) == pytest.approx(float(ys[4]), abs=1e-6)
 
 
 def test_bayes_median_is_unbiased_against_its_own_posterior():
-    task = toy.TaskConfig()
+    task = toy_task.TaskConfig()
 
-    x, _ = toy.make_batch(jax.random.key(3), 16, task)
-    est = toy.bayes_estimates(x, task, batch=16)
+    x, _ = toy_task.make_batch(jax.random.key(3), 16, task)
+    est = toy_task.bayes_estimates(x, task, batch=16)
     # The median splits the posterior mass in half, with each grid point's mass spread over its cell.
     step = 0.004
     for grid, post, median in zip(est.grid, est.posterior, est.median, strict=True):
@@ -55,27 +43,10 @@ def test_bayes_median_is_unbiased_against_its_own_posterior():
 
 
 def test_early_rerun_repeats_the_source_run(tmp_path):
-    script = _script()
-    tiny = ["--steps", "40", "--eval-every", "20", "--seeds", "2", "--eval-size", "64", "--no-extend"]
-    script.main(
-        [*tiny, "--lr", "1e-2", "--losses", "l1", "dfl", "--timing-rounds", "1", "--out", str(tmp_path / "s")]
-    )
-    out = script.main(
-        [
-            "--early",
-            str(tmp_path / "s" / "results.json"),
-            "--early-stop",
-            "20",
-            "--early-fine",
-            "10",
-            "--early-fine-every",
-            "2",
-            "--eval-every",
-            "5",
-            "--out",
-            str(tmp_path / "e"),
-        ]
-    )
+    # The smoke config's early settings: stop at 20, every 2 steps to 10, then every 5.
+    smoke = ["--config", "smoke", "--set", "lrs=1e-2"]
+    script.main([*smoke, "--out", str(tmp_path / "s")])
+    out = script.main([*smoke, "--early", str(tmp_path / "s" / "results.json"), "--out", str(tmp_path / "e")])
     saved = json.loads((tmp_path / "e" / "results.json").read_text())
     assert saved["config"]["eval_steps"] == [0, 2, 4, 6, 8, 10, 15, 20]
     assert saved["config"]["train"]["steps"] == 40  # the source's schedule, stopped early

@@ -1,7 +1,7 @@
 """Realistic inputs for timing ``non_max_suppression`` at YOLO size (8400 candidates, 80 classes).
 
-    python experiments/benchmark_inputs/nms.py                 # times the settings below on this machine
-    python experiments/benchmark_inputs/nms.py --candidates 33600 --repeats 20
+    python -m experiments.benchmark_inputs.nms                 # times the settings below on this machine
+    python -m experiments.benchmark_inputs.nms --candidates 33600 --repeats 20
 
 ``make_nms_inputs`` is what a benchmark imports; the ``__main__`` block is a
 quick stand-alone timing (jit, compiled once, median of ``--repeats`` runs).
@@ -10,14 +10,10 @@ quick stand-alone timing (jit, compiled once, median of ``--repeats`` runs).
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
 import jax
 import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
 from jax_dfl.nms import non_max_suppression
 

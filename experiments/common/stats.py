@@ -2,6 +2,7 @@
 
 * :func:`t_interval` / :func:`paired_t`: mean of paired differences with its Student-t interval
   and two-sided p-value (Student's t from its closed-form distribution function, no SciPy);
+  :func:`paired_ratio`: ratio of medians and the geometric-mean ratio with its interval;
 * :func:`sign_flip_p`: the exact paired sign-flip (permutation) test, every one of the ``2**n``
   sign assignments for ``n <= exact_max``;
 * :func:`holm`: Holm's step-down adjusted p-values and decisions;
@@ -122,6 +123,35 @@ def paired_t(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
     if a.shape != b.shape:
         raise ValueError(f"paired samples need the same shape; got {a.shape} and {b.shape}")
     return t_interval(a - b, confidence=confidence)
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> dict[str, float]:
+    """How many times ``a`` is ``b``, paired: the ratio of the medians, and the geometric mean of the
+    per-pair ratios ``a / b`` with the Student-t interval of their logs, exponentiated.
+
+    For positive quantities that scale (steps, seconds). Returns ``{"median_ratio", "geometric_mean",
+    "lo", "hi", "p", "n"}`` (``p``: the t-test of ``mean log(a / b) = 0``); NaN everywhere when a
+    value is not positive or NaN.
+
+      >>> r = paired_ratio([20.0, 40.0, 80.0], [10.0, 10.0, 20.0])  # ratios 2, 4, 4
+      >>> r["median_ratio"], round(r["geometric_mean"], 4)
+      (4.0, 3.1748)
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need the same shape; got {a.shape} and {b.shape}")
+    if not a.size or np.isnan(a).any() or np.isnan(b).any() or (a <= 0).any() or (b <= 0).any():
+        nan = math.nan
+        return {"median_ratio": nan, "geometric_mean": nan, "lo": nan, "hi": nan, "p": nan, "n": a.size}
+    logs = t_interval(np.log(a) - np.log(b), confidence=confidence)
+    return {
+        "median_ratio": float(np.median(a) / np.median(b)),
+        "geometric_mean": math.exp(logs["mean"]),
+        "lo": math.exp(logs["lo"]) if not math.isnan(logs["lo"]) else math.nan,
+        "hi": math.exp(logs["hi"]) if not math.isnan(logs["hi"]) else math.nan,
+        "p": logs["p"],
+        "n": logs["n"],
+    }
 
 
 def _signed_sums(d: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Does DFL help small objects? Box regression losses on synthetic detection images.
 
-    python experiments/synthetic_detection/main.py --preset quick --out runs/detection
+    python -m experiments.synthetic_detection.main --preset quick --out runs/detection
 
 Images of one small, one medium and one large rectangle on noise; a small
 anchor-free conv detector predicts the four side distances at every stride-4
@@ -19,14 +19,11 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 
 import jax
 import numpy as np
 from tqdm import tqdm
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run from a checkout
 
 from experiments.common.records import device_info
 from experiments.synthetic_detection import toy_detection as td
@@ -185,7 +182,7 @@ def main(argv=None) -> dict:
     plot(runs, args.losses, args.out / "iou_by_size.png", title)
     summary = (
         f"# Detection: box regression losses by object size\n\n"
-        f"`python experiments/synthetic_detection/main.py --preset {args.preset}` on "
+        f"`python -m experiments.synthetic_detection.main --preset {args.preset}` on "
         f"{device['device_count']} x "
         f"{device['device_kind']} ({device['platform']}), jax {device['jax']}, {time.strftime('%Y-%m-%d')}; "
         f"{steps} steps, batch {preset['batch']}, seeds {seeds[0]}..{seeds[-1]}, {wall:.0f} s in all.\n\n"

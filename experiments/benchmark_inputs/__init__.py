@@ -1,0 +1,1 @@
+"""Inputs of the benchmark at realistic sizes (imported by ``experiments.benchmark``)."""
