@@ -45,6 +45,12 @@ def compute_dtype(*dtypes) -> jnp.dtype:
     return jnp.promote_types(jnp.result_type(*dtypes), _MIN_COMPUTE_DTYPE)
 
 
+def in_compute_dtype(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """``xs`` cast to their common :func:`compute_dtype`."""
+    dtype = compute_dtype(*(x.dtype for x in xs))
+    return tuple(x.astype(dtype) for x in xs)
+
+
 def is_concrete(value) -> bool:
     """True for Python numbers and arrays whose value is known at trace time."""
     return not isinstance(value, jax.core.Tracer)
@@ -163,7 +169,9 @@ def _fit(
             if t.variadic and t.name in bound
         ]
         sources = f": {'; '.join(runs)}" if runs else ""
-        raise _Mismatch(f"it has {ndim} axes; {_pattern(tokens)} needs {needs}{sources}")
+        raise _Mismatch(
+            f"it has {ndim} ax{'i' if ndim == 1 else 'e'}s; {_pattern(tokens)} needs {needs}{sources}"
+        )
     # Walk the axes: left of the new run from the front, right of it from the back.
     new: dict[str, _Binding] = {}
     start = 0
@@ -198,6 +206,7 @@ def arrays(
     *,
     dims: Mapping[str, int] | None = None,
     minimum: Mapping[str, int] | None = None,
+    host: bool = False,
     **declared: tuple[Any, str, str | tuple[str, ...]],
 ) -> tuple[Any, ...]:
     """Check a function's array arguments, declared once, and return them as arrays.
@@ -216,6 +225,7 @@ def arrays(
 
     ``dims`` fixes names from hyper-parameters (``dims={"num_bins": num_bins}``);
     ``minimum`` gives a name a smallest size (``minimum={"num_bins": 2}``).
+    ``host=True`` converts with ``np.asarray`` instead (host-side NumPy code).
 
     Dtypes are checked with ``chex.assert_type``, shapes with
     ``chex.assert_shape`` (sizes bound so far, ``None`` for a new axis,
@@ -239,7 +249,7 @@ def arrays(
         if value is None and optional:
             out.append(None)
             continue
-        x = jnp.asarray(value)
+        x = np.asarray(value) if host else jnp.asarray(value)
         description, types = _KINDS[kind]
         if not any(_accepts(_assert_type, x, t) for t in types):
             raise TypeError(f"{fn}: {arg} must be {description}; got dtype {x.dtype}")
@@ -289,6 +299,28 @@ def bin_values(values: jax.Array | None, dtype) -> jax.Array | None:
 # --- hyper-parameters -------------------------------------------------------------------
 # Python values (ints that fix shapes, numbers that enter the maths), not arrays: chex has no
 # assertion for them, so they are checked here.
+
+
+def threshold(name: str, value, *, unit_interval: bool = False) -> jax.Array:
+    """A real scalar (``[0, 1]`` with ``unit_interval``, never NaN), checked when concrete.
+
+    A hyper-parameter that may be traced, so a bad dtype or shape is a ``ValueError`` like
+    every bad hyper-parameter, not the ``TypeError`` of an array argument.
+    """
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be a real number; got {value!r}")
+    x = jnp.asarray(value)
+    if x.ndim != 0:
+        raise ValueError(f"{name} must be a scalar; got shape {x.shape}")
+    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+        raise ValueError(f"{name} must be a real number; got dtype {x.dtype}")
+    if is_concrete(x):
+        v = float(x)
+        if np.isnan(v):
+            raise ValueError(f"{name} must not be NaN")
+        if unit_interval and not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1]; got {v}")
+    return x
 
 
 def check_num_bins(num_bins: int, name: str = "num_bins") -> int:

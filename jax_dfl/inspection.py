@@ -45,7 +45,7 @@ def gradient_profile(
     Returns:
       The gradient at each error, shape ``errors.shape``.
     """
-    errors = _float_values("errors", errors)
+    (errors,) = _checks.in_compute_dtype(*_checks.arrays("gradient_profile", errors=(errors, "real", "...")))
     target = jnp.asarray(target, errors.dtype)
     grad = jax.grad(loss_fn)
     flat = jax.vmap(grad, in_axes=(0, None))(target + errors.ravel(), target)
@@ -65,15 +65,9 @@ class DistributionGradients(NamedTuple):
     """Euclidean norm of ``grad_logits`` per error."""
 
 
-def _float_values(name: str, x: ArrayLike) -> jax.Array:
-    """Real values (float or int) in their compute dtype: at least float32."""
-    x = _checks.real(name, x)
-    return x.astype(_checks.compute_dtype(x.dtype))
-
-
-def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, jax.Array]:
-    """``(bins, location[..., None])`` in one float dtype, with the family's checks."""
-    location = _float_values("location", location)
+def _family_grid(fn: str, location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, jax.Array]:
+    """``(bins, location[..., None])`` in one float dtype, with the checks of the family ``fn``."""
+    (location,) = _checks.in_compute_dtype(*_checks.arrays(fn, location=(location, "real", "...")))
     num_bins = _checks.check_num_bins(num_bins)
     _checks.positive("width", width)
     return jnp.arange(num_bins, dtype=location.dtype), location[..., None]
@@ -81,13 +75,13 @@ def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, 
 
 def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
     """Logits of a discretised Gaussian centred on ``location`` (in bin units)."""
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("gaussian_logits", location, num_bins, width)
     return -0.5 * jnp.square((bins - location) / width)
 
 
 def laplace_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLike = 1.0) -> jax.Array:
     """Logits ``-|i - location| / width``: a discretised Laplace, peaked, with exponential tails."""
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("laplace_logits", location, num_bins, width)
     return -jnp.abs(bins - location) / width
 
 
@@ -98,7 +92,7 @@ def skewed_logits(
 
     Asymmetric (its mean lies right of its mode) with Gaussian tails on both sides.
     """
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("skewed_logits", location, num_bins, width)
     _checks.positive("skew", skew)
     d = bins - location
     scale = jnp.where(d < 0, width / skew, width * skew)
@@ -114,7 +108,7 @@ def bimodal_logits(
     weight: float | ArrayLike = 0.3,
 ) -> jax.Array:
     """Logits of a Gaussian mixture: ``1 - weight`` at ``location``, ``weight`` at ``location + offset``."""
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("bimodal_logits", location, num_bins, width)
     _checks.positive("weight", weight)
     if _checks.is_concrete(weight) and not float(np.asarray(weight)) < 1:
         raise ValueError(f"weight must be in (0, 1) (the second mode's share); got {weight!r}")
@@ -183,7 +177,9 @@ def distribution_gradient_profile(
       width: the family's scale, in bins (the Gaussian's standard deviation).
       family: a name from :data:`FAMILIES` or a function ``mu -> logits``.
     """
-    errors = _float_values("errors", errors)
+    (errors,) = _checks.in_compute_dtype(
+        *_checks.arrays("distribution_gradient_profile", errors=(errors, "real", "..."))
+    )
     target = jnp.asarray(target, errors.dtype)
     num_bins = _checks.check_num_bins(num_bins)
     _checks.positive("width", width)
