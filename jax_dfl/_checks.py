@@ -163,12 +163,12 @@ def _fit(
     fixed = sum(1 for item in expected if item is not ...)
     if failed is not None and (ndim < fixed or (not unbound and ndim != fixed)):
         needs = f"at least {fixed}" if unbound else str(fixed)
-        runs = [
-            f"{t.name} is {bound[t.name].value} from {bound[t.name].source}"
+        known = [
+            f"{t.name} is {bound[t.name].shown(t.variadic)} from {bound[t.name].source}"
             for t in tokens
-            if t.variadic and t.name in bound
+            if t.size is None and t.name in bound
         ]
-        sources = f": {'; '.join(runs)}" if runs else ""
+        sources = f": {'; '.join(known)}" if known else ""
         raise _Mismatch(
             f"it has {ndim} ax{'i' if ndim == 1 else 'e'}s; {_pattern(tokens)} needs {needs}{sources}"
         )
