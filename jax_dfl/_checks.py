@@ -246,11 +246,13 @@ def arrays(
     out = []
     for arg, (value, kind, shapes) in declared.items():
         kind, optional = kind.removesuffix(" | None"), kind.endswith(" | None")
-        if value is None and optional:
+        description, types = _KINDS[kind]
+        if value is None:
+            if not optional:
+                raise TypeError(f"{fn}: {arg} must be {description}; got None")
             out.append(None)
             continue
         x = np.asarray(value) if host else jnp.asarray(value)
-        description, types = _KINDS[kind]
         if not any(_accepts(_assert_type, x, t) for t in types):
             raise TypeError(f"{fn}: {arg} must be {description}; got dtype {x.dtype}")
         alternatives = (shapes,) if isinstance(shapes, str) else shapes

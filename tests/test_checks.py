@@ -128,7 +128,7 @@ def test_dtype_kinds_are_a_type_error_in_one_wording(kind, good, bad, wording):
     for dtype in bad:
         with pytest.raises(TypeError, match=rf"^f: x must be {wording}; got dtype {np.dtype(dtype).name}$"):
             _checks.arrays("f", x=(np.zeros(2, dtype), kind, "N"))
-    with pytest.raises(TypeError):  # None only where declared optional
+    with pytest.raises(TypeError, match=rf"^f: x must be {wording}; got None$"):  # only if optional
         _checks.arrays("f", x=(None, kind, "N"))
 
 
