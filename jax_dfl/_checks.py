@@ -66,9 +66,9 @@ def _always_on(assertion):
     are not debugging aids but the library's input rules: with them off, an
     ``(N, 1)`` target would silently broadcast against ``(N, K)`` logits into
     an ``(N, N)`` loss. So the function chex wraps is called directly
-    (``functools.wraps`` keeps it as ``__wrapped__``, as in every chex release
-    since the assertions gained their wrapper); without that attribute the
-    public assertion is used. ``tests/test_checks.py`` pins both.
+    (``functools.wraps`` keeps it as ``__wrapped__``, in the chex releases this
+    library supports: ``tests/test_checks.py`` pins it); without that attribute
+    the public assertion is used.
     """
     return getattr(assertion, "__wrapped__", assertion)
 
