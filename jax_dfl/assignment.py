@@ -169,26 +169,17 @@ def task_aligned_assign(
             stacklevel=4,  # through the renaming wrapper to the caller
         )
         candidate_eps = metric_eps = iou_eps = norm_eps = eps
-    scores = _checks.shaped("pred_scores", pred_scores, (None, None))
-    pred_boxes = _checks.shaped("pred_boxes", pred_boxes, (None, 4), kind="real")
-    points = _checks.shaped("points", points, (None, 2), kind="real")
-    gt_boxes = _checks.shaped("gt_boxes", gt_boxes, (None, 4), kind="real")
-    gt_labels = _checks.integer("gt_labels", gt_labels)
-    gt_mask = _checks.mask("gt_mask", gt_mask)
+    scores, pred_boxes, points, gt_boxes, gt_labels, gt_mask = _checks.arrays(
+        "task_aligned_assign",
+        pred_scores=(pred_scores, "float", "A C"),
+        pred_boxes=(pred_boxes, "real", "A 4"),
+        points=(points, "real", "A 2"),
+        gt_boxes=(gt_boxes, "real", "G 4"),
+        gt_labels=(gt_labels, "int", "G"),
+        gt_mask=(gt_mask, "bool", "G"),
+    )
     num_points, num_classes = scores.shape
-    if pred_boxes.shape[0] != num_points or points.shape[0] != num_points:
-        raise ValueError(
-            "pred_scores, pred_boxes and points must have the same number of points: "
-            f"pred_scores.shape={scores.shape}, pred_boxes.shape={pred_boxes.shape}, "
-            f"points.shape={points.shape}"
-        )
     num_gt = gt_boxes.shape[0]
-    if gt_labels.shape != (num_gt,) or gt_mask.shape != (num_gt,):
-        raise ValueError(
-            "gt_labels and gt_mask must have shape (G,) with G = gt_boxes.shape[0]: "
-            f"gt_labels.shape={gt_labels.shape}, gt_mask.shape={gt_mask.shape}, "
-            f"gt_boxes.shape={gt_boxes.shape}"
-        )
     top_k = _checks.positive_int("top_k", top_k)
     if top_k > num_points:
         raise ValueError(f"top_k must be in [1, number of points = {num_points}]; got {top_k}")

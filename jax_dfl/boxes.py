@@ -23,29 +23,6 @@ from jax_dfl import _checks, _deprecation
 from jax_dfl.decoding import decode
 
 
-def _coordinates(name: str, x, size: int) -> jax.Array:
-    """Real coordinates with a last axis of ``size``, in at least float32."""
-    x = _checks.real(name, x)
-    _checks.last_axis(name, x, size)
-    return x.astype(_checks.compute_dtype(x.dtype))
-
-
-def _points_and(points, name: str, other, size: int = 4):
-    points = _coordinates("points", points, 2)
-    other = _coordinates(name, other, size)
-    _checks.leading_matches("points", points, name, other)
-    dtype = jnp.promote_types(points.dtype, other.dtype)
-    return points.astype(dtype), other.astype(dtype)
-
-
-def _paired(pred, target, names=("pred", "target")):
-    pred = _coordinates(names[0], pred, 4)
-    target = _coordinates(names[1], target, 4)
-    _checks.same_shape(names[1], target, pred.shape, f"{names[0]}.shape")
-    dtype = jnp.promote_types(pred.dtype, target.dtype)
-    return pred.astype(dtype), target.astype(dtype)
-
-
 def bbox2distance(points: ArrayLike, boxes: ArrayLike) -> jax.Array:
     r"""Distances ``(left, top, right, bottom)`` from ``points`` (x, y) to the sides of ``boxes``.
 
@@ -71,7 +48,11 @@ def bbox2distance(points: ArrayLike, boxes: ArrayLike) -> jax.Array:
       >>> print(bbox2distance(jnp.array([5.0, 5.0]), jnp.array([2.0, 1.0, 9.0, 6.0])))
       [3. 4. 4. 1.]
     """
-    points, boxes = _points_and(points, "boxes", boxes)
+    # Points (A, 2) may be shared by a batch of boxes (B, A, 4): the boxes' axes end with *P.
+    points, boxes = _checks.arrays(
+        "bbox2distance", points=(points, "real", "*P 2"), boxes=(boxes, "real", "... *P 4")
+    )
+    points, boxes = _checks.in_compute_dtype(points, boxes)
     return jnp.concatenate([points - boxes[..., :2], boxes[..., 2:] - points], axis=-1)
 
 
@@ -97,7 +78,10 @@ def distance2bbox(points: ArrayLike, distances: ArrayLike) -> jax.Array:
       >>> print(distance2bbox(jnp.array([5.0, 5.0]), jnp.array([3.0, 4.0, 4.0, 1.0])))
       [2. 1. 9. 6.]
     """
-    points, distances = _points_and(points, "distances", distances)
+    points, distances = _checks.arrays(
+        "distance2bbox", points=(points, "real", "*P 2"), distances=(distances, "real", "... *P 4")
+    )
+    points, distances = _checks.in_compute_dtype(points, distances)
     return jnp.concatenate([points - distances[..., :2], points + distances[..., 2:]], axis=-1)
 
 
@@ -132,7 +116,10 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, eps: float | ArrayLike = 1e
       0.3333
     """
     _checks.positive("eps", eps)
-    boxes1, boxes2 = _paired(boxes1, boxes2, names=("boxes1", "boxes2"))
+    boxes1, boxes2 = _checks.arrays(
+        "box_iou", boxes1=(boxes1, "real", "... 4"), boxes2=(boxes2, "real", "... 4")
+    )
+    boxes1, boxes2 = _checks.in_compute_dtype(boxes1, boxes2)
     return iou_family(boxes1, boxes2, "iou", eps)
 
 
@@ -166,7 +153,9 @@ def giou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
       Rezatofighi et al., `Generalized Intersection over Union: A Metric and a
       Loss for Bounding Box Regression <https://arxiv.org/abs/1902.09630>`_, CVPR 2019.
     """
-    pred, target = _paired_boxes(pred, target, eps)
+    _checks.positive("eps", eps)
+    pred, target = _checks.arrays("giou_loss", pred=(pred, "real", "... 4"), target=(target, "real", "... 4"))
+    pred, target = _checks.in_compute_dtype(pred, target)
     return 1 - iou_family(pred, target, "giou", eps)
 
 
@@ -211,19 +200,16 @@ def decode_boxes(
       >>> print(decode_boxes(logits, jnp.array([16.0, 16.0]), 8.0))
       [ 8.  0. 40. 48.]
     """
-    logits = jnp.asarray(logits)
-    _checks.check_logits(logits)
-    if logits.ndim < 2 or logits.shape[-2] != 4:
-        raise ValueError(f"logits must have shape (..., 4, num_bins); got logits.shape={logits.shape}")
-    points = _coordinates("points", points, 2)
-    _checks.leading_matches("points", points, "logits", logits, drop=2)
-    strides = _checks.real("point_strides", point_strides)
-    if strides.ndim and strides.shape != points.shape[:-1]:
-        # A (N, 1) stride column against (N, 2) points would broadcast to (N, N, 4) boxes.
-        raise ValueError(
-            "point_strides must be a scalar or have shape points.shape[:-1]: "
-            f"point_strides.shape={strides.shape}, points.shape={points.shape}"
-        )
+    # Points may be shared by a batch (as in distance2bbox); one stride per point, or one for all:
+    # a (N, 1) stride column against (N, 2) points would broadcast to (N, N, 4) boxes.
+    points, logits, strides = _checks.arrays(
+        "decode_boxes",
+        points=(points, "real", "*P 2"),
+        logits=(logits, "float", "... *P 4 num_bins"),
+        point_strides=(point_strides, "real", ("", "*P")),
+        minimum={"num_bins": 2},
+    )
+    (points,) = _checks.in_compute_dtype(points)
     distances = decode(logits, bin_values=bin_values) * strides.astype(points.dtype)[..., None]
     return distance2bbox(points, distances)
 
@@ -290,11 +276,6 @@ def _iou_family(b1: jax.Array, b2: jax.Array, kind: str, eps) -> jax.Array:
     return diou - alpha * v
 
 
-def _paired_boxes(pred: ArrayLike, target: ArrayLike, eps) -> tuple[jax.Array, jax.Array]:
-    _checks.positive("eps", eps)
-    return _paired(pred, target)
-
-
 def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e-9) -> jax.Array:
     r"""Distance-IoU loss ``1 - DIoU`` of paired xyxy boxes, element-wise over leading axes.
 
@@ -330,7 +311,9 @@ def diou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
       Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
       Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
     """
-    pred, target = _paired_boxes(pred, target, eps)
+    _checks.positive("eps", eps)
+    pred, target = _checks.arrays("diou_loss", pred=(pred, "real", "... 4"), target=(target, "real", "... 4"))
+    pred, target = _checks.in_compute_dtype(pred, target)
     return 1 - iou_family(pred, target, "diou", eps)
 
 
@@ -374,7 +357,9 @@ def ciou_loss(pred: ArrayLike, target: ArrayLike, *, eps: float | ArrayLike = 1e
       Zheng et al., `Distance-IoU Loss: Faster and Better Learning for Bounding
       Box Regression <https://arxiv.org/abs/1911.08287>`_, AAAI 2020.
     """
-    pred, target = _paired_boxes(pred, target, eps)
+    _checks.positive("eps", eps)
+    pred, target = _checks.arrays("ciou_loss", pred=(pred, "real", "... 4"), target=(target, "real", "... 4"))
+    pred, target = _checks.in_compute_dtype(pred, target)
     return 1 - iou_family(pred, target, "ciou", eps)
 
 
@@ -424,13 +409,10 @@ def pairwise_iou(
     """
     if kind not in IOU_KINDS:
         raise ValueError(f"kind must be one of {IOU_KINDS}; got {kind!r}")
-    a, b = _coordinates("boxes1", boxes1, 4), _coordinates("boxes2", boxes2, 4)
-    for name, boxes in (("boxes1", a), ("boxes2", b)):
-        if boxes.ndim != 2:
-            raise ValueError(f"{name} must have shape (n, 4); got {name}.shape={boxes.shape}")
+    a, b = _checks.arrays("pairwise_iou", boxes1=(boxes1, "real", "N 4"), boxes2=(boxes2, "real", "M 4"))
     _checks.positive("eps", eps)
-    dtype = jnp.promote_types(a.dtype, b.dtype)
-    return iou_family(a.astype(dtype)[:, None, :], b.astype(dtype)[None, :, :], kind, eps)
+    a, b = _checks.in_compute_dtype(a, b)
+    return iou_family(a[:, None, :], b[None, :, :], kind, eps)
 
 
 # --- anchor points ------------------------------------------------------------------------------

@@ -61,10 +61,12 @@ def quality_focal_loss(
       Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
-    logits = _checks.floating("logits", logits)
-    targets = jnp.asarray(targets)
-    _checks.check_targets(targets, logits.shape, per_row=False)
-    where = _checks.check_where(where, logits.shape, per_row=False)
+    logits, targets, where = _checks.arrays(
+        "quality_focal_loss",
+        logits=(logits, "float", "..."),
+        targets=(targets, "real", "..."),
+        where=(where, "bool | None", "..."),
+    )
     beta = _checks.positive("beta", beta, allow_zero=True)
     dtype = _checks.compute_dtype(logits.dtype)
     x = logits.astype(dtype)

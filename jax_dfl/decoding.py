@@ -54,13 +54,18 @@ def decode(logits: ArrayLike, *, bin_values: ArrayLike | None = None) -> jax.Arr
       Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
-    logits = jnp.asarray(logits)
-    num_bins = _checks.check_logits(logits)
+    logits, bins = _checks.arrays(
+        "decode",
+        logits=(logits, "float", "... num_bins"),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        minimum={"num_bins": 2},
+    )
+    num_bins = logits.shape[-1]
     x = logits.astype(_checks.compute_dtype(logits.dtype))
     # The result does not depend on the shift, so no gradient flows through it.
     shift = lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
     e = jnp.exp(x - shift)
-    bins = _checks.check_bin_values(bin_values, num_bins, x.dtype)
+    bins = _checks.bin_values(bins, x.dtype)
     if bins is None:
         bins = jnp.arange(num_bins, dtype=x.dtype)
     # Both sums, sum(v_i e_i) and sum(e_i), in one small matmul: one pass over
@@ -122,15 +127,20 @@ def distribution_stats(
       Li et al., `Generalized Focal Loss V2: Learning Reliable Localization Quality
       Estimation for Dense Object Detection <https://arxiv.org/abs/2011.12885>`_, CVPR 2021.
     """
-    logits = jnp.asarray(logits)
-    num_bins = _checks.check_logits(logits)
+    logits, bins = _checks.arrays(
+        "distribution_stats",
+        logits=(logits, "float", "... num_bins"),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        minimum={"num_bins": 2},
+    )
+    num_bins = logits.shape[-1]
     k = _checks.positive_int("k", k)
     if k > num_bins:
         raise ValueError(f"k must be in [1, num_bins={num_bins}]; got {k}")
     x = logits.astype(_checks.compute_dtype(logits.dtype))
     log_p = jax.nn.log_softmax(x, axis=-1)
     p = jnp.exp(log_p)
-    bins = _checks.check_bin_values(bin_values, num_bins, x.dtype)
+    bins = _checks.bin_values(bins, x.dtype)
     if bins is None:
         bins = jnp.arange(num_bins, dtype=x.dtype)
     mean = jnp.sum(p * bins, axis=-1)

@@ -52,13 +52,14 @@ def distribution_distillation_loss(
       Zheng et al., `Localization Distillation for Dense Object Detection
       <https://arxiv.org/abs/2102.12252>`_, CVPR 2022.
     """
-    student = jnp.asarray(student_logits)
-    teacher = jnp.asarray(teacher_logits)
-    _checks.check_logits(student, "student_logits")
-    _checks.check_logits(teacher, "teacher_logits")
-    _checks.same_shape("teacher_logits", teacher, student.shape, "student_logits.shape")
+    student, teacher, where = _checks.arrays(
+        "distribution_distillation_loss",
+        student_logits=(student_logits, "float", "... num_bins"),
+        teacher_logits=(teacher_logits, "float", "... num_bins"),
+        where=(where, "bool | None", "..."),
+        minimum={"num_bins": 2},
+    )
     temperature = _checks.positive("temperature", temperature)
-    where = _checks.check_where(where, student.shape, logits_name="student_logits")
     dtype = _checks.compute_dtype(student.dtype, teacher.dtype)
     student, teacher = student.astype(dtype), teacher.astype(dtype)
     if where is not None:

@@ -16,11 +16,10 @@ import math
 import operator
 from collections.abc import Mapping
 
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jax_dfl import _deprecation
+from jax_dfl import _checks, _deprecation
 
 # COCO's size classes, in pixels^2 of box area (pycocotools' Params.setDetParams). Both ends of a
 # range are inclusive there, so an object of exactly 32^2 counts as small and as medium.
@@ -43,37 +42,6 @@ def _import_pycocotools():
             'pip install ".[eval]")'
         ) from error
     return COCO, COCOeval
-
-
-def _host(name: str, x: ArrayLike, kind: str) -> np.ndarray:
-    """``x`` as a NumPy array of the right kind: float64, int64 or bool."""
-    x = np.asarray(x)
-    # jnp.issubdtype also knows bfloat16, which NumPy does not count as floating.
-    if kind == "float" and not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be floating point; got dtype {x.dtype}")
-    is_real = jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
-    if kind == "real" and not is_real:
-        raise TypeError(f"{name} must be real numbers (float or int); got dtype {x.dtype}")
-    if kind == "int" and not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(f"{name} must be integer class ids; got dtype {x.dtype}")
-    if kind == "bool" and x.dtype != np.bool_:
-        raise TypeError(f"{name} must be a boolean mask; got dtype {x.dtype}")
-    return x.astype({"float": np.float64, "real": np.float64, "int": np.int64, "bool": np.bool_}[kind])
-
-
-def _same_shape(name: str, x: np.ndarray, ref_name: str, ref: np.ndarray) -> None:
-    if x.shape != ref.shape[:2]:
-        raise ValueError(
-            f"{name}.shape must equal {ref_name}.shape[:2]: {name}.shape={x.shape}, "
-            f"{ref_name}.shape={ref.shape}"
-        )
-
-
-def _boxes(name: str, x: ArrayLike) -> np.ndarray:
-    x = _host(name, x, "real")  # pixel boxes are often integers
-    if x.ndim != 3 or x.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (images, boxes, 4); got {name}.shape={x.shape}")
-    return x
 
 
 def _area_ranges(area_ranges: Mapping[str, tuple[float, float]] | None) -> dict[str, tuple[float, float]]:
@@ -210,24 +178,22 @@ def coco_evaluate(
         pred_mask = deprecated.pop("pred_mask")
     if deprecated:
         raise TypeError(f"coco_evaluate() got unexpected keyword arguments {sorted(deprecated)}")
-    pred_valid = pred_mask
-    pred_boxes, gt_boxes = _boxes("pred_boxes", pred_boxes), _boxes("gt_boxes", gt_boxes)
-    pred_scores = _host("pred_scores", pred_scores, "float")
-    pred_labels = _host("pred_labels", pred_labels, "int")
-    pred_valid = (
-        np.ones(pred_boxes.shape[:2], bool) if pred_valid is None else _host("pred_mask", pred_valid, "bool")
+    # Host-side NumPy: the arrays are checked as NumPy arrays and never reach a device.
+    pred_boxes, pred_scores, pred_labels, pred_valid, gt_boxes, gt_labels, gt_mask = _checks.arrays(
+        "coco_evaluate",
+        pred_boxes=(pred_boxes, "real", "images detections 4"),  # pixel boxes are often integers
+        pred_scores=(pred_scores, "float", "images detections"),
+        pred_labels=(pred_labels, "int", "images detections"),
+        pred_mask=(pred_mask, "bool | None", "images detections"),
+        gt_boxes=(gt_boxes, "real", "images gts 4"),
+        gt_labels=(gt_labels, "int", "images gts"),
+        gt_mask=(gt_mask, "bool | None", "images gts"),
+        host=True,
     )
-    gt_labels = _host("gt_labels", gt_labels, "int")
-    gt_mask = np.ones(gt_boxes.shape[:2], bool) if gt_mask is None else _host("gt_mask", gt_mask, "bool")
-    for name, x in [("pred_scores", pred_scores), ("pred_labels", pred_labels), ("pred_mask", pred_valid)]:
-        _same_shape(name, x, "pred_boxes", pred_boxes)
-    for name, x in [("gt_labels", gt_labels), ("gt_mask", gt_mask)]:
-        _same_shape(name, x, "gt_boxes", gt_boxes)
-    if gt_boxes.shape[0] != pred_boxes.shape[0]:
-        raise ValueError(
-            "gt_boxes and pred_boxes must have the same number of images (axis 0): "
-            f"gt_boxes.shape={gt_boxes.shape}, pred_boxes.shape={pred_boxes.shape}"
-        )
+    pred_boxes, pred_scores, gt_boxes = (x.astype(np.float64) for x in (pred_boxes, pred_scores, gt_boxes))
+    pred_labels, gt_labels = pred_labels.astype(np.int64), gt_labels.astype(np.int64)
+    pred_valid = np.ones(pred_boxes.shape[:2], bool) if pred_valid is None else pred_valid
+    gt_mask = np.ones(gt_boxes.shape[:2], bool) if gt_mask is None else gt_mask
     if isinstance(max_detections, bool | np.bool_):
         raise ValueError(f"max_detections must be a positive Python int; got {max_detections!r}")
     try:

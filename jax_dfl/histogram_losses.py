@@ -20,11 +20,6 @@ from jax.typing import ArrayLike
 from jax_dfl import _checks
 
 
-def _check_sigma(sigma) -> None:
-    # Traced sigmas (a schedule under jit) cannot be inspected; concrete ones can.
-    _checks.positive("sigma", sigma)
-
-
 def _edges(num_bins: int, bin_values: jax.Array | None, dtype) -> jax.Array:
     """``num_bins + 1`` interval edges: midway between bin values, half a spacing beyond the ends."""
     if bin_values is None:
@@ -166,8 +161,16 @@ def hl_gauss(
       Classification for Scalable Deep RL <https://arxiv.org/abs/2403.03950>`_,
       ICML 2024.
     """
-    _check_sigma(sigma)
-    targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
+    _checks.positive("sigma", sigma)  # may be traced (a schedule under jit): checked when concrete
+    num_bins = _checks.check_num_bins(num_bins)
+    targets, bin_values = _checks.arrays(
+        "hl_gauss",
+        targets=(targets, "real", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        dims={"num_bins": num_bins},
+    )
+    targets = targets.astype(_checks.compute_dtype(targets.dtype))
+    bin_values = _checks.bin_values(bin_values, targets.dtype)
     return _hl_gauss_probs(targets, _edges(num_bins, bin_values, targets.dtype), sigma)
 
 
@@ -234,16 +237,20 @@ def hl_gauss_loss(
       Classification for Scalable Deep RL <https://arxiv.org/abs/2403.03950>`_,
       ICML 2024.
     """
-    _check_sigma(sigma)
-    logits = jnp.asarray(logits)
-    targets = jnp.asarray(targets)
-    num_bins = _checks.check_logits(logits)
-    _checks.check_targets(targets, logits.shape)
-    where = _checks.check_where(where, logits.shape)
+    _checks.positive("sigma", sigma)  # may be traced (a schedule under jit): checked when concrete
+    logits, targets, where, bin_values = _checks.arrays(
+        "hl_gauss_loss",
+        logits=(logits, "float", "... num_bins"),
+        targets=(targets, "real", "..."),
+        where=(where, "bool | None", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        minimum={"num_bins": 2},
+    )
+    num_bins = logits.shape[-1]
     dtype = _checks.compute_dtype(logits.dtype)
     logits = logits.astype(dtype)
     targets = targets.astype(dtype)
-    bin_values = _checks.check_bin_values(bin_values, num_bins, dtype)
+    bin_values = _checks.bin_values(bin_values, dtype)
     if where is not None:
         # Double where: masked rows get harmless inputs, so neither the value nor
         # the gradient (0 * NaN = NaN) sees their NaN/inf.

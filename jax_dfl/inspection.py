@@ -54,7 +54,7 @@ def gradient_profile(
       >>> print(gradient_profile(l1, jnp.array([-2.0, -0.01, 0.01, 3.0])))
       [-1. -1.  1.  1.]
     """
-    errors = _float_values("errors", errors)
+    (errors,) = _checks.in_compute_dtype(*_checks.arrays("gradient_profile", errors=(errors, "real", "...")))
     target = jnp.asarray(target, errors.dtype)
     grad = jax.grad(loss_fn)
     flat = jax.vmap(grad, in_axes=(0, None))(target + errors.ravel(), target)
@@ -74,15 +74,9 @@ class DistributionGradients(NamedTuple):
     """Euclidean norm of ``grad_logits`` per error."""
 
 
-def _float_values(name: str, x: ArrayLike) -> jax.Array:
-    """Real values (float or int) in their compute dtype: at least float32."""
-    x = _checks.real(name, x)
-    return x.astype(_checks.compute_dtype(x.dtype))
-
-
-def _family_grid(location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, jax.Array]:
-    """``(bins, location[..., None])`` in one float dtype, with the family's checks."""
-    location = _float_values("location", location)
+def _family_grid(fn: str, location: ArrayLike, num_bins: int, width) -> tuple[jax.Array, jax.Array]:
+    """``(bins, location[..., None])`` in one float dtype, with the checks of the family ``fn``."""
+    (location,) = _checks.in_compute_dtype(*_checks.arrays(fn, location=(location, "real", "...")))
     num_bins = _checks.check_num_bins(num_bins)
     _checks.positive("width", width)
     return jnp.arange(num_bins, dtype=location.dtype), location[..., None]
@@ -106,7 +100,7 @@ def gaussian_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayL
       >>> print(gaussian_logits(1.0, 3))
       [-0.5 -0.  -0.5]
     """
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("gaussian_logits", location, num_bins, width)
     return -0.5 * jnp.square((bins - location) / width)
 
 
@@ -128,7 +122,7 @@ def laplace_logits(location: ArrayLike, num_bins: int, *, width: float | ArrayLi
       >>> print(laplace_logits(1.0, 3, width=2.0))
       [-0.5 -0.  -0.5]
     """
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("laplace_logits", location, num_bins, width)
     return -jnp.abs(bins - location) / width
 
 
@@ -157,7 +151,7 @@ def skewed_logits(
       >>> print(skewed_logits(1.0, 3))
       [-2.    -0.    -0.125]
     """
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("skewed_logits", location, num_bins, width)
     _checks.positive("skew", skew)
     d = bins - location
     scale = jnp.where(d < 0, width / skew, width * skew)
@@ -194,7 +188,7 @@ def bimodal_logits(
       >>> print(np.asarray(p).round(3))
       [0.7 0.  0.  0.3]
     """
-    bins, location = _family_grid(location, num_bins, width)
+    bins, location = _family_grid("bimodal_logits", location, num_bins, width)
     _checks.positive("weight", weight)
     if _checks.is_concrete(weight) and not float(np.asarray(weight)) < 1:
         raise ValueError(f"weight must be in (0, 1) (the second mode's share); got {weight!r}")
@@ -277,7 +271,9 @@ def distribution_gradient_profile(
       >>> print(out.grad_prediction.round(2))
       [0.77 0.78]
     """
-    errors = _float_values("errors", errors)
+    (errors,) = _checks.in_compute_dtype(
+        *_checks.arrays("distribution_gradient_profile", errors=(errors, "real", "..."))
+    )
     target = jnp.asarray(target, errors.dtype)
     num_bins = _checks.check_num_bins(num_bins)
     _checks.positive("width", width)

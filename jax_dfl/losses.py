@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.experimental import checkify
@@ -230,7 +229,15 @@ def two_hot(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike | None =
       Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
-    targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
+    num_bins = _checks.check_num_bins(num_bins)
+    targets, bin_values = _checks.arrays(
+        "two_hot",
+        targets=(targets, "real", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        dims={"num_bins": num_bins},
+    )
+    targets = targets.astype(_checks.compute_dtype(targets.dtype))
+    bin_values = _checks.bin_values(bin_values, targets.dtype)
     index, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     encoded = _two_hot_from_bracket(index, w_left, w_right, num_bins, targets.dtype)
     return jnp.where(jnp.isfinite(targets)[..., None], encoded, jnp.nan)
@@ -316,15 +323,18 @@ def distribution_focal_loss(
       Bounding Boxes for Dense Object Detection <https://arxiv.org/abs/2006.04388>`_,
       NeurIPS 2020.
     """
-    logits = jnp.asarray(logits)
-    targets = jnp.asarray(targets)
-    _checks.check_logits(logits)
-    _checks.check_targets(targets, logits.shape)
-    where = _checks.check_where(where, logits.shape)
+    logits, targets, where, bin_values = _checks.arrays(
+        "distribution_focal_loss",
+        logits=(logits, "float", "... num_bins"),
+        targets=(targets, "real", "..."),
+        where=(where, "bool | None", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        minimum={"num_bins": 2},
+    )
     dtype = _checks.compute_dtype(logits.dtype)
     logits = logits.astype(dtype)
     targets = targets.astype(dtype)
-    bin_values = _checks.check_bin_values(bin_values, logits.shape[-1], dtype)
+    bin_values = _checks.bin_values(bin_values, dtype)
     if where is not None:
         # Padding rows often carry garbage targets: keep them out of the maths.
         safe = 0 if bin_values is None else bin_values[0]
@@ -370,16 +380,16 @@ def validate_targets(
       targets must be finite and in [0, 3]; got min=0.5, max=7.0...
     """
     num_bins = _checks.check_num_bins(num_bins)
-    targets = _checks.real("targets", targets)
+    targets, where, values = _checks.arrays(
+        "validate_targets",
+        targets=(targets, "real", "..."),
+        where=(where, "bool | None", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        dims={"num_bins": num_bins},
+    )
     targets = targets.astype(_checks.compute_dtype(targets.dtype))  # ints too: min/max start at +-inf
-    if where is not None:
-        where = _checks.mask("where", where)
-        _checks.same_shape("where", where, targets.shape, "targets.shape")
-    if bin_values is None:
-        low, high = 0, num_bins - 1
-    else:
-        values = _checks.check_bin_values(bin_values, num_bins, jnp.float32)
-        low, high = values[0], values[-1]
+    values = _checks.bin_values(values, jnp.float32)
+    low, high = (0, num_bins - 1) if values is None else (values[0], values[-1])
     valid = jnp.isfinite(targets) & (targets >= low) & (targets <= high)
     if where is not None:
         valid |= ~where
@@ -420,7 +430,15 @@ def two_hot_entropy(targets: ArrayLike, num_bins: int, *, bin_values: ArrayLike 
       >>> print(f"{jax_dfl.two_hot_entropy(4.8, 6):.4f}")  # the weights 0.2 and 0.8
       0.5004
     """
-    targets, num_bins, bin_values = _checks.prepare_targets(targets, num_bins, bin_values)
+    num_bins = _checks.check_num_bins(num_bins)
+    targets, bin_values = _checks.arrays(
+        "two_hot_entropy",
+        targets=(targets, "real", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        dims={"num_bins": num_bins},
+    )
+    targets = targets.astype(_checks.compute_dtype(targets.dtype))
+    bin_values = _checks.bin_values(bin_values, targets.dtype)
     _, w_left, w_right, _ = _bracket(targets, num_bins, bin_values)
     return -(jax.scipy.special.xlogy(w_left, w_left) + jax.scipy.special.xlogy(w_right, w_right))
 
@@ -461,12 +479,18 @@ def distribution_focal_kl(
       >>> print(f"{jax_dfl.distribution_focal_kl(jnp.log(p), jnp.array(4.8)):.4f}")
       0.0000
     """
+    logits, targets, where, bin_values = _checks.arrays(
+        "distribution_focal_kl",
+        logits=(logits, "float", "... num_bins"),
+        targets=(targets, "real", "..."),
+        where=(where, "bool | None", "..."),
+        bin_values=(bin_values, "real | None", "num_bins"),
+        minimum={"num_bins": 2},
+    )
     loss = distribution_focal_loss(logits, targets, where=where, bin_values=bin_values)
-    # The arguments passed the loss's checks; only the conversions are left.
-    num_bins = np.shape(logits)[-1]
-    targets = jnp.asarray(targets).astype(loss.dtype)
+    num_bins = logits.shape[-1]
+    targets = targets.astype(loss.dtype)
     if where is not None:
-        where = jnp.asarray(where)
-        targets = jnp.where(where, targets, 0 if bin_values is None else jnp.asarray(bin_values)[0])
+        targets = jnp.where(where, targets, 0 if bin_values is None else bin_values[0])
     entropy = lax.stop_gradient(two_hot_entropy(targets, num_bins, bin_values=bin_values))
     return loss - (entropy if where is None else jnp.where(where, entropy, 0))

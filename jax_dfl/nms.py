@@ -12,35 +12,9 @@ from __future__ import annotations
 import jax
 import jax.core
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks, _deprecation
-
-
-def _threshold(name: str, value, dtype, *, unit_interval: bool) -> jax.Array:
-    """A real scalar threshold, range-checked when it is concrete (traced values taken as given)."""
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be a real number; got {value!r}")
-    x = jnp.asarray(value)
-    if x.ndim != 0:
-        raise ValueError(f"{name} must be a scalar; got shape {x.shape}")
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
-        raise ValueError(f"{name} must be a real number; got dtype {x.dtype}")
-    if not isinstance(x, jax.core.Tracer):
-        v = float(x)
-        if np.isnan(v):
-            raise ValueError(f"{name} must not be NaN")
-        if unit_interval and not 0.0 <= v <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1]; got {v}")
-    return x.astype(dtype)
-
-
-def _per_box(name: str, x: jax.Array, boxes: jax.Array) -> None:
-    if x.shape != boxes.shape[:1]:
-        raise ValueError(
-            f"{name}.shape must be (boxes.shape[0],): {name}.shape={x.shape}, boxes.shape={boxes.shape}"
-        )
 
 
 @_deprecation.renamed({"classes": "labels"})
@@ -145,23 +119,20 @@ def non_max_suppression(
       <https://doi.org/10.1109/ICPR.2006.479>`_, ICPR 2006;
       ``torchvision.ops.nms`` (pytorch/vision, ``torchvision/csrc/ops/cpu/nms_kernel.cpp``).
     """
-    boxes, scores = _checks.real("boxes", boxes), _checks.floating("scores", scores)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (A, 4); got boxes.shape={boxes.shape}")
-    _per_box("scores", scores, boxes)
-    if labels is not None:
-        labels = _checks.integer("labels", labels)
-        _per_box("labels", labels, boxes)
-    if where is not None:
-        where = _checks.mask("where", where)
-        _per_box("where", where, boxes)
+    boxes, scores, labels, where = _checks.arrays(
+        "non_max_suppression",
+        boxes=(boxes, "real", "A 4"),
+        scores=(scores, "float", "A"),
+        labels=(labels, "int | None", "A"),
+        where=(where, "bool | None", "A"),
+    )
     max_detections = _checks.positive_int("max_detections", max_detections)
     if pre_nms_top_k is not None:
         pre_nms_top_k = _checks.positive_int("pre_nms_top_k", pre_nms_top_k)
     dtype = _checks.compute_dtype(boxes.dtype, scores.dtype)
-    iou_threshold = _threshold("iou_threshold", iou_threshold, dtype, unit_interval=True)
+    iou_threshold = _checks.threshold("iou_threshold", iou_threshold, unit_interval=True).astype(dtype)
     if score_threshold is not None:
-        score_threshold = _threshold("score_threshold", score_threshold, dtype, unit_interval=False)
+        score_threshold = _checks.threshold("score_threshold", score_threshold).astype(dtype)
 
     num_boxes = boxes.shape[0]
     empty = (jnp.full((max_detections,), -1, jnp.int32), jnp.zeros((max_detections,), bool))

@@ -59,8 +59,11 @@ class DistributionHead(nnx.Module):
         self.linear = nnx.Linear(in_features, num_outputs * num_bins, rngs=rngs)
 
     def __call__(self, features: ArrayLike) -> jax.Array:
-        features = _checks.floating("features", features)
-        _checks.last_axis("features", features, self.linear.in_features)
+        (features,) = _checks.arrays(
+            "DistributionHead",
+            features=(features, "float", "... in_features"),
+            dims={"in_features": self.linear.in_features},
+        )
         logits = self.linear(features)
         return logits.reshape(*logits.shape[:-1], self.num_outputs, self.num_bins)
 

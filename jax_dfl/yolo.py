@@ -127,25 +127,21 @@ def yolo_box_loss(
       ultralytics ``BboxLoss`` (``ultralytics/utils/loss.py``,
       https://github.com/ultralytics/ultralytics).
     """
-    pred_logits = _checks.shaped("pred_logits", pred_logits, (None, 4, None))
-    _checks.check_logits(pred_logits, "pred_logits")
-    num_points = pred_logits.shape[0]
-    pred_boxes = _checks.shaped("pred_boxes", pred_boxes, (num_points, 4), kind="real")
-    points = _checks.shaped("points", points, (num_points, 2), kind="real")
-    target_boxes = _checks.shaped("target_boxes", target_boxes, (num_points, 4), kind="real")
-    target_scores = _checks.shaped("target_scores", target_scores, (num_points, None))
-    foreground = _checks.mask("foreground", foreground)
-    point_strides, normalizer = jnp.asarray(point_strides), jnp.asarray(normalizer)
-    if foreground.shape != (num_points,) or point_strides.shape != (num_points,):
-        raise ValueError(
-            "foreground and point_strides must have shape (A,) with A = pred_logits.shape[0]: "
-            f"pred_logits.shape={pred_logits.shape}, foreground.shape={foreground.shape}, "
-            f"point_strides.shape={point_strides.shape}"
+    pred_logits, pred_boxes, points, target_boxes, target_scores, foreground, point_strides, normalizer = (
+        _checks.arrays(
+            "yolo_box_loss",
+            pred_logits=(pred_logits, "float", "A 4 num_bins"),
+            pred_boxes=(pred_boxes, "real", "A 4"),
+            points=(points, "real", "A 2"),
+            target_boxes=(target_boxes, "real", "A 4"),
+            target_scores=(target_scores, "float", "A C"),
+            foreground=(foreground, "bool", "A"),
+            point_strides=(point_strides, "real", "A"),
+            normalizer=(normalizer, "real", ""),
+            minimum={"num_bins": 2},
         )
-    _checks.check_real("point_strides", point_strides)
-    if normalizer.shape != ():
-        raise ValueError(f"normalizer must be a scalar; got normalizer.shape={normalizer.shape}")
-    _checks.check_real("normalizer", normalizer)
+    )
+    num_points = pred_logits.shape[0]
     size = _check_max_foreground(max_foreground, num_points)
 
     dtype = _checks.compute_dtype(
@@ -210,9 +206,7 @@ def validate_foreground(foreground: ArrayLike, *, max_foreground: int | None) ->
       >>> print(err.get())  # doctest: +ELLIPSIS
       3 foreground points in one image, more than max_foreground=2...
     """
-    foreground = _checks.mask("foreground", foreground)
-    if foreground.ndim < 1:
-        raise ValueError(f"foreground must have a points axis; got shape {foreground.shape}")
+    (foreground,) = _checks.arrays("validate_foreground", foreground=(foreground, "bool", "... A"))
     size = _check_max_foreground(max_foreground, foreground.shape[-1])
     count = jnp.max(jnp.sum(foreground, axis=-1), initial=0)
     checkify.check(
