@@ -37,7 +37,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, help="override the number of reported seeds")
     p.add_argument("--steps", type=int, help="override both data sets' steps")
     p.add_argument("--max-batch", type=int, help="override the runs per vmapped program")
-    p.add_argument("--pilot-only", action="store_true", help="only the pilot grid (pilot_<data>.json)")
+    p.add_argument(
+        "--pilot-only",
+        action="store_true",
+        help="only the pilot: the grid and the tuning rules the config enables (pilot_<data>.json)",
+    )
     p.add_argument("--cache", type=pathlib.Path, default=fetch_data.default_cache())
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--summarise", action="store_true", help="only rewrite summary.md from the JSON files")
@@ -94,9 +98,8 @@ def main(argv=None) -> dict:
                 print(message)
                 results["real"] = {"skipped": message}
                 continue
-            if data == "real":
-                checks = fetch_data.data_checksums(args.cache)
-                results["real_data_sha256"] = checks
+            checks = fetch_data.data_checksums(args.cache) if data == "real" else None
+            if checks is not None:
                 if checks["mismatched"] and not args.allow_unpinned_data:
                     raise SystemExit(
                         f"{args.cache}: {', '.join(checks['mismatched'])} differ from the pinned SHA-256 "
@@ -112,6 +115,11 @@ def main(argv=None) -> dict:
                 log=tqdm.write,
             )
             results[data] = report.collect(config, data, args.out, info)
+            # The edge rule's added points and the schedule decision (with its numbers) live only in
+            # run_data's return value: collect reads the grid's records.
+            results[data]["tuning"] = info.get("tuning")
+            if checks is not None:
+                results[data]["data_sha256"] = checks  # the crowns files this run read
     results["config"]["seconds_total"] = time.perf_counter() - started
     suffix = "" if len(config.data) > 1 else f"_{config.data[0]}"
     name = f"{'pilot' if args.pilot_only else 'results'}{suffix}.json"

@@ -2,22 +2,29 @@
 
 Each data set is a list of *conditions* (the crowns; the synthetic controls at each head stride).
 The pilot trains every arm at every ``(lr, gain)`` of the grid on the pilot seeds (on the crowns,
-and on the synthetic controls at ``pilot_stride``); the grid point of best mean ``select_by``
-over the pilot seeds is chosen per arm and data set; then every arm trains at its choice on the
-reported seeds in every condition. Runs of one arm are trained ``max_batch`` at a time in one
-vmapped program (:func:`train.train_batch`); every run's record (its validation curve, test AP,
-summary metrics) is written as soon as its batch finishes, into ``out/records/<condition>/``, and
-a restarted study trains only the batches that have a run without a record.
+and on the synthetic controls at ``pilot_stride``); the point of best mean ``select_by`` over the
+pilot seeds is chosen per arm and data set (:func:`choose`). Two optional tuning rules follow
+(off by default; the detection test's amendment turns them on): ``extend_edges`` trains one more
+point beyond each grid edge an arm's choice lies on and chooses again over every point
+(:func:`edge_points`), once; ``schedule_check_steps`` trains each choice on the pilot seeds at a
+longer schedule and keeps the configured steps only if neither the arms' validation AP nor the
+pre-registered contrasts move (:func:`schedule_decision`). Then every arm trains at its choice on
+the reported seeds in every condition, seed by seed. Runs of one arm are trained ``max_batch`` at a
+time in one vmapped program (:func:`train.train_batch`); every run's record (its validation curve,
+test AP, summary metrics) is written as soon as its batch finishes, into
+``out/records/<condition>/``, and a restarted study trains only the batches that have a run without
+a record.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
 import pathlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -33,13 +40,24 @@ from .train import Run, TrainConfig, train_batch
 
 @dataclasses.dataclass
 class Condition:
-    name: str  # "real", "synthetic_stride8", ...
+    name: str  # "real", "synthetic_stride8", "synthetic_stride8_steps1600", ...
     data: str  # "real" or "synthetic"
     dataset: object  # RealData or SyntheticData
 
 
+def with_steps(condition: Condition, steps: int, name: str | None = None) -> Condition:
+    """``condition`` trained for ``steps`` steps: the same data (images, splits, batches per seed
+    and step), only the schedule's length differs. ``name``: its own record directory's name."""
+    if steps == condition.dataset.config.steps and name in (None, condition.name):
+        return condition
+    dataset = copy.copy(condition.dataset)  # shares the loaded images: only ``config`` is replaced
+    dataset.config = dataclasses.replace(dataset.config, steps=steps)
+    return Condition(name or condition.name, condition.data, dataset)
+
+
 def conditions(config: StudyConfig, cache: pathlib.Path, data: str) -> tuple[Condition, list[Condition]]:
-    """``(pilot condition, reported conditions)`` of one data set."""
+    """``(pilot condition, reported conditions)`` of one data set, at the settings' steps (the
+    schedule check may lengthen the reported ones: :func:`with_steps`)."""
     if data == "real":
         s = config.real
         train = TrainConfig(
@@ -78,6 +96,12 @@ def conditions(config: StudyConfig, cache: pathlib.Path, data: str) -> tuple[Con
     return at(s.pilot_stride), [at(stride) for stride in s.strides]
 
 
+def check_condition(pilot: Condition, steps: int) -> Condition:
+    """The schedule check's condition: the pilot's data at ``steps`` steps, in its own record
+    directory (the pilot seeds' records at the settings' steps have the same keys)."""
+    return with_steps(pilot, steps, f"{pilot.name}_steps{steps}")
+
+
 def grid(config: StudyConfig, arm: str) -> list[tuple[float, float]]:
     """The pilot's ``(lr, gain)`` points of ``arm``: gain 0 for arms without an auxiliary term."""
     gains = config.gains if arms_lib.ARMS[arm].auxiliary else (0.0,)
@@ -95,6 +119,25 @@ def reported_seeds(config: StudyConfig) -> list[int]:
 def batches(runs: Sequence[Run], size: int) -> list[list[Run]]:
     """Fixed consecutive chunks of ``runs`` (the same chunks on every start: resumption is exact)."""
     return [list(runs[i : i + size]) for i in range(0, len(runs), size)]
+
+
+def arm_major(runs_by_arm: Mapping[str, Sequence[Run]], size: int) -> list[list[Run]]:
+    """Every batch of the first arm, then the next arm's, ...: the pilot's order."""
+    return [b for runs in runs_by_arm.values() for b in batches(runs, size)]
+
+
+def reported_batches(
+    arms: Sequence[str], settings: Mapping[str, tuple[float, float]], seeds: Sequence[int], size: int
+) -> list[list[Run]]:
+    """The reported runs seed by seed: chunks of ``size`` seeds, within a chunk one batch per arm
+    (each arm at its ``settings[arm] = (lr, gain)``). A study stopped early then has every arm on
+    the same seeds, so the paired contrasts of the finished seeds are usable; the chunks depend on
+    the arguments only, so a restart resumes exactly."""
+    return [
+        [Run(arm, seed, *settings[arm]) for seed in chunk]
+        for chunk in (seeds[i : i + size] for i in range(0, len(seeds), size))
+        for arm in arms
+    ]
 
 
 def curve_metrics(curve: list[dict], steps: int) -> dict[str, float]:
@@ -154,45 +197,262 @@ def train_and_record(
         store.write(run.key, record, obj)
 
 
+def _check_schedule(store: RunStore, run: Run, steps: int) -> None:
+    # A reported condition keeps its directory whatever the schedule check decided: a record from
+    # another schedule (an earlier decision, another --steps) must not pass for this one.
+    last = store.read(run.key)["curve"][-1]["step"]
+    if last != steps:
+        raise ValueError(
+            f"{store.path(run.key)} was trained for {last} steps, this condition trains {steps}: "
+            "use another --out, or move the old records away"
+        )
+
+
 def run_phase(
-    runs_by_arm: dict[str, list[Run]],
+    planned: Sequence[Sequence[Run]],
     condition: Condition,
     store: RunStore,
     *,
     phase: str,
-    max_batch: int,
     mode: str = "vmap",
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, int]:
-    """Train the batches with an unrecorded run; ``{"trained": runs, "skipped": runs}``."""
+    """Train the ``planned`` batches (in order) that have an unrecorded run;
+    ``{"trained": runs, "skipped": runs}``."""
     counts = {"trained": 0, "skipped": 0}
-    for arm, runs in runs_by_arm.items():
-        for batch in batches(runs, max_batch):
-            if all(store.has(r.key) for r in batch):
-                counts["skipped"] += len(batch)
-                if progress is not None:
-                    progress(len(batch) * condition.dataset.config.steps)
-                continue
-            tic = time.perf_counter()
-            train_and_record(batch, condition, store, phase=phase, mode=mode, progress=progress)
-            counts["trained"] += len(batch)
-            log(f"{condition.name} {phase} {arm}: {len(batch)} runs in {time.perf_counter() - tic:.0f} s")
+    steps = condition.dataset.config.steps
+    for batch in planned:
+        batch = list(batch)
+        if all(store.has(r.key) for r in batch):
+            for r in batch:
+                _check_schedule(store, r, steps)
+            counts["skipped"] += len(batch)
+            if progress is not None:
+                progress(len(batch) * steps)
+            continue
+        tic = time.perf_counter()
+        train_and_record(batch, condition, store, phase=phase, mode=mode, progress=progress)
+        counts["trained"] += len(batch)
+        log(
+            f"{condition.name} {phase} {batch[0].arm}: {len(batch)} runs in {time.perf_counter() - tic:.0f} s"
+        )
     return counts
 
 
-def choose(config: StudyConfig, arm: str, store: RunStore) -> tuple[float, float, dict]:
-    """The pilot's choice for ``arm``: the grid point of best mean ``select_by`` over the pilot seeds."""
-    scores = {}
-    for lr, gain in grid(config, arm):
-        values = [
-            store.read(Run(arm, seed, lr, gain).key)["metrics"][config.select_by]
-            for seed in config.pilot_seeds
-        ]
-        scores[(lr, gain)] = ev.nanmean(values)
-    finite = {k: v for k, v in scores.items() if not math.isnan(v)}
-    best = max(finite, key=finite.get) if finite else next(iter(scores))
-    return best[0], best[1], {f"{lr:g},{gain:g}": v for (lr, gain), v in scores.items()}
+def _zero_nan(values) -> np.ndarray:
+    # A diverged run (NaN metric) detects nothing: it counts as 0, it is not left out of the mean.
+    v = np.asarray(values, np.float64)
+    return np.where(np.isnan(v), 0.0, v)
+
+
+def scores(config: StudyConfig, arm: str, store: RunStore, points) -> dict[tuple[float, float], float]:
+    """Mean over the pilot seeds of ``select_by`` at each ``(lr, gain)`` point, NaN counted as 0."""
+    return {
+        (lr, gain): float(
+            _zero_nan(
+                [
+                    store.read(Run(arm, seed, lr, gain).key)["metrics"][config.select_by]
+                    for seed in config.pilot_seeds
+                ]
+            ).mean()
+        )
+        for lr, gain in points
+    }
+
+
+def best_point(scored: Mapping[tuple[float, float], float]) -> tuple[float, float]:
+    """The point of highest score; ties go to the smaller lr, then the smaller gain (the points are
+    sorted first: the order they were evaluated in does not matter)."""
+    ordered = sorted(scored)
+    return max(ordered, key=lambda p: scored[p])  # max keeps the first of equal maxima
+
+
+def edge_points(
+    lrs: Sequence[float], gains: Sequence[float], choice: tuple[float, float], auxiliary: bool
+) -> list[dict]:
+    """The points beyond the grid's edge that ``choice = (lr, gain)`` lies on, each with why.
+
+    lr at the grid's largest: ``(2 lr, gain)``; at its smallest (grid of more than one lr):
+    ``(lr / 2, gain)``. For an arm with an auxiliary gain and more than one gain in the grid: gain
+    at the largest: ``(lr, 4 gain)``; at the smallest: ``(lr, gain / 4)``."""
+    lr, gain = choice
+    out = []
+    if lr == max(lrs):
+        out.append({"lr": 2 * lr, "gain": gain, "why": f"lr {lr:g} is the grid's largest"})
+    elif len(lrs) > 1 and lr == min(lrs):
+        out.append({"lr": lr / 2, "gain": gain, "why": f"lr {lr:g} is the grid's smallest"})
+    if auxiliary and len(gains) > 1:
+        if gain == max(gains):
+            out.append({"lr": lr, "gain": 4 * gain, "why": f"gain {gain:g} is the grid's largest"})
+        elif gain == min(gains):
+            out.append({"lr": lr, "gain": gain / 4, "why": f"gain {gain:g} is the grid's smallest"})
+    return out
+
+
+def added_points(config: StudyConfig, arm: str, store: RunStore) -> list[dict]:
+    """The edge rule's extra points of ``arm`` (none unless ``config.extend_edges``), from the grid
+    records in ``store``."""
+    if not config.extend_edges:
+        return []
+    first = best_point(scores(config, arm, store, grid(config, arm)))
+    return edge_points(config.lrs, config.gains, first, arms_lib.ARMS[arm].auxiliary)
+
+
+def evaluated_points(config: StudyConfig, arm: str, store: RunStore) -> list[tuple[float, float]]:
+    """Every point the pilot evaluates for ``arm``: the grid, then the edge rule's extra points."""
+    extra = [(p["lr"], p["gain"]) for p in added_points(config, arm, store)]
+    return grid(config, arm) + [p for p in extra if p not in grid(config, arm)]
+
+
+def choose(config: StudyConfig, arm: str, store: RunStore, points=None) -> tuple[float, float, dict]:
+    """The pilot's choice for ``arm`` among ``points`` (default: the grid and, with
+    ``extend_edges``, its extra points, whose records must then exist): the point of best mean
+    ``select_by`` over the pilot seeds (NaN as 0; ties: smaller lr, then smaller gain). Returns
+    ``(lr, gain, {"lr,gain": score})``."""
+    points = evaluated_points(config, arm, store) if points is None else list(points)
+    scored = scores(config, arm, store, points)
+    lr, gain = best_point(scored)
+    return lr, gain, {f"{lr:g},{gain:g}": v for (lr, gain), v in scored.items()}
+
+
+def schedule_decision(
+    short: Mapping[str, Mapping[int, float]],
+    long: Mapping[str, Mapping[int, float]],
+    comparisons: Sequence[tuple[str, str]],
+    *,
+    steps: int,
+    check_steps: int,
+    schedule_tolerance: float,
+    contrast_tolerance: float,
+) -> dict:
+    """Whether the reported runs keep ``steps`` or train ``check_steps``, from each arm's final
+    validation AP per pilot seed at the two schedules (``short``, ``long``: arm -> seed -> AP; NaN
+    as 0). Keep when (a) every arm's mean gain (long - short) is at most ``schedule_tolerance`` and
+    (b) every contrast (arm - reference, mean over seeds) moves by at most ``contrast_tolerance``
+    between the schedules; otherwise train ``check_steps``. ``failed`` names each failed criterion
+    with the arms or contrasts that failed it."""
+    gains = {}
+    for arm in short:
+        seeds = sorted(short[arm])
+        gains[arm] = float(
+            np.mean(_zero_nan([long[arm][s] for s in seeds]) - _zero_nan([short[arm][s] for s in seeds]))
+        )
+
+    def contrast(values, arm, ref):
+        seeds = sorted(set(values[arm]) & set(values[ref]))
+        return float(
+            np.mean(_zero_nan([values[arm][s] for s in seeds]) - _zero_nan([values[ref][s] for s in seeds]))
+        )
+
+    changes = {}
+    for arm, ref in comparisons:
+        if arm in short and ref in short:
+            before, after = contrast(short, arm, ref), contrast(long, arm, ref)
+            changes[f"{arm}-{ref}"] = {"short": before, "long": after, "change": after - before}
+    failed = {}
+    over = [a for a, g in gains.items() if g > schedule_tolerance]
+    if over:
+        failed["gain"] = over
+    moved = [k for k, c in changes.items() if abs(c["change"]) > contrast_tolerance]
+    if moved:
+        failed["contrast"] = moved
+    return {
+        "steps": check_steps if failed else steps,
+        "kept": not failed,
+        "short_steps": steps,
+        "long_steps": check_steps,
+        "schedule_tolerance": schedule_tolerance,
+        "contrast_tolerance": contrast_tolerance,
+        "gain": gains,
+        "contrast_change": changes,
+        "failed": failed,
+    }
+
+
+def describe_decision(d: dict) -> str:
+    head = f"schedule check ({d['short_steps']} vs {d['long_steps']} steps): "
+    head += f"keep {d['steps']}" if d["kept"] else f"train {d['steps']}"
+    gains = ", ".join(f"{a} {g:+.4f}" for a, g in d["gain"].items())
+    changes = ", ".join(f"{k} {c['change']:+.4f}" for k, c in d["contrast_change"].items())
+    failed = "; ".join(f"{k} failed: {', '.join(v)}" for k, v in d["failed"].items()) or "both criteria met"
+    return (
+        f"{head}; mean val AP gain per arm (tolerance {d['schedule_tolerance']:g}): {gains}; "
+        f"contrast change (tolerance {d['contrast_tolerance']:g}): {changes or 'none'}; {failed}"
+    )
+
+
+def _final_val_ap(config: StudyConfig, store: RunStore, arm: str, lr: float, gain: float) -> dict[int, float]:
+    return {s: store.read(Run(arm, s, lr, gain).key)["metrics"]["final_val_AP"] for s in config.pilot_seeds}
+
+
+def tune(
+    config: StudyConfig,
+    arms: Sequence[str],
+    pilot: Condition,
+    out: pathlib.Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict, dict]:
+    """The pilot: the grid, the edge rule's extra points, the schedule check (each as the config
+    enables). Returns ``(chosen, tuning)``: ``chosen[arm] = (lr, gain, scores)``, and what the edge
+    rule added and the schedule check decided (``tuning["steps"]``: the reported runs' steps)."""
+    store = RunStore(out / "records" / pilot.name)
+    common = {"mode": config.batch_mode, "progress": progress, "log": log}
+    run_phase(
+        arm_major({a: pilot_runs(config, a) for a in arms}, config.max_batch),
+        pilot,
+        store,
+        phase="pilot",
+        **common,
+    )
+    tuning: dict = {"steps": pilot.dataset.config.steps}
+    if config.extend_edges:
+        added = {a: added_points(config, a, store) for a in arms}
+        extra = {
+            a: [Run(a, seed, p["lr"], p["gain"]) for p in added[a] for seed in config.pilot_seeds]
+            for a in arms
+        }
+        run_phase(arm_major(extra, config.max_batch), pilot, store, phase="pilot_edge", **common)
+        tuning["edges"] = {}
+        for a in arms:
+            first = choose(config, a, store, grid(config, a))
+            tuning["edges"][a] = {
+                "grid_choice": {"lr": first[0], "gain": first[1]},
+                "added": [
+                    {**p, "val_AP": _final_val_ap(config, store, a, p["lr"], p["gain"])} for p in added[a]
+                ],
+            }
+    chosen = {a: choose(config, a, store) for a in arms}
+    if config.extend_edges:
+        for a in arms:
+            tuning["edges"][a]["choice"] = {"lr": chosen[a][0], "gain": chosen[a][1]}
+            edge = tuning["edges"][a]
+            added = ", ".join(f"({p['lr']:g}, {p['gain']:g}) as {p['why']}" for p in edge["added"])
+            log(
+                f"{pilot.name} pilot {a}: grid choice (lr, gain) = ({edge['grid_choice']['lr']:g}, "
+                f"{edge['grid_choice']['gain']:g}); added {added or 'nothing'}; "
+                f"choice ({chosen[a][0]:g}, {chosen[a][1]:g})"
+            )
+    if config.schedule_check_steps is not None:
+        check = check_condition(pilot, config.schedule_check_steps)
+        check_store = RunStore(out / "records" / check.name)
+        runs = {a: [Run(a, s, chosen[a][0], chosen[a][1]) for s in config.pilot_seeds] for a in arms}
+        run_phase(arm_major(runs, config.max_batch), check, check_store, phase="schedule_check", **common)
+        decision = schedule_decision(
+            {a: _final_val_ap(config, store, a, *chosen[a][:2]) for a in arms},
+            {a: _final_val_ap(config, check_store, a, *chosen[a][:2]) for a in arms},
+            config.comparisons,
+            steps=pilot.dataset.config.steps,
+            check_steps=config.schedule_check_steps,
+            schedule_tolerance=config.schedule_tolerance,
+            contrast_tolerance=config.contrast_tolerance,
+        )
+        tuning["schedule"] = {"condition": check.name, **decision}
+        tuning["steps"] = decision["steps"]
+        log(f"{pilot.name}: {describe_decision(decision)}")
+    return chosen, tuning
 
 
 def run_data(
@@ -205,35 +465,25 @@ def run_data(
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Pilot then reported runs of one data set, resuming from ``out/records``; returns the choices."""
+    """Pilot (with the tuning rules the config enables) then reported runs of one data set,
+    resuming from ``out/records``; returns the choices and the tuning's record."""
     pilot, reported = conditions(config, cache, data)
     arms, skipped = arms_lib.available(config.arms)
     for message in skipped:
         log(message)
-    pilot_store = RunStore(out / "records" / pilot.name)
-    run_phase(
-        {a: pilot_runs(config, a) for a in arms},
-        pilot,
-        pilot_store,
-        phase="pilot",
-        max_batch=config.max_batch,
-        mode=config.batch_mode,
-        progress=progress,
-        log=log,
-    )
-    chosen = {a: choose(config, a, pilot_store) for a in arms}
+    chosen, tuning = tune(config, arms, pilot, out, progress=progress, log=log)
     if pilot_only:
-        return {"chosen": chosen, "conditions": [pilot.name]}
+        return {"chosen": chosen, "conditions": [pilot.name], "tuning": tuning}
+    # The schedule check's steps; a lengthened condition keeps its name (and record directory), so
+    # the results' layout is the same whichever schedule was decided.
+    reported = [with_steps(c, tuning["steps"]) for c in reported]
+    settings = {a: chosen[a][:2] for a in arms}
     for condition in reported:
-        runs = {
-            a: [Run(a, seed, chosen[a][0], chosen[a][1]) for seed in reported_seeds(config)] for a in arms
-        }
         run_phase(
-            runs,
+            reported_batches(arms, settings, reported_seeds(config), config.max_batch),
             condition,
             RunStore(out / "records" / condition.name),
             phase="reported",
-            max_batch=config.max_batch,
             mode=config.batch_mode,
             progress=progress,
             log=log,
@@ -252,17 +502,27 @@ def run_data(
         "conditions": [c.name for c in reported],
         "pilot_condition": pilot.name,
         "described": described,
+        "tuning": tuning,
     }
 
 
 def total_steps(config: StudyConfig, data: Sequence[str], *, pilot_only: bool = False) -> int:
-    """Run-steps of the whole study (for the progress bar)."""
+    """Run-steps of the whole study (for the progress bar). Approximate when the tuning rules are on:
+    it counts the most extra points the edge rule can add and the reported runs at the settings'
+    steps (the schedule check may double them)."""
     arms, _ = arms_lib.available(config.arms)
     total = 0
     for d in data:
         settings = config.real if d == "real" else config.synthetic
         conditions_count = 1 if d == "real" else len(settings.strides)
         pilot = sum(len(pilot_runs(config, a)) for a in arms)
+        if config.extend_edges:
+            for a in arms:
+                most = 1 + (arms_lib.ARMS[a].auxiliary and len(config.gains) > 1)
+                pilot += most * len(config.pilot_seeds)
+        check = 0
+        if config.schedule_check_steps is not None:
+            check = len(arms) * len(config.pilot_seeds) * config.schedule_check_steps
         reported = 0 if pilot_only else len(arms) * config.seeds * conditions_count
-        total += (pilot + reported) * settings.steps
+        total += (pilot + reported) * settings.steps + check
     return total

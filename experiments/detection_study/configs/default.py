@@ -63,6 +63,19 @@ class StudyConfig:
         ("ciou_dfl_log", "ciou_dfl"),
         ("ciou_hl_gauss", "ciou_dfl"),
     )
+    # Tuning rules after the pilot grid (study.tune), off here so the committed studies replay as run.
+    # extend_edges: an arm whose choice lies on the grid's edge (lr largest/smallest; for an arm with
+    # an auxiliary term, gain largest/smallest) gets one more point beyond it (2 lr or lr / 2;
+    # 4 gain or gain / 4) on the pilot seeds, and is chosen again over every point: once, so the
+    # pilot's cost stays bounded.
+    extend_edges: bool = False
+    # schedule_check_steps: train each choice on the pilot seeds for this many steps as well; the
+    # reported runs keep the settings' steps only if no arm's mean final validation AP rises by more
+    # than schedule_tolerance and no contrast in ``comparisons`` moves by more than
+    # contrast_tolerance; otherwise they train schedule_check_steps (the choices stay).
+    schedule_check_steps: int | None = None
+    schedule_tolerance: float = 0.01
+    contrast_tolerance: float = 0.005
     real: RealSettings = RealSettings()
     synthetic: SyntheticSettings = SyntheticSettings()
 
