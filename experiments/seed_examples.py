@@ -1,6 +1,6 @@
 """Print the seed document's worked examples, computed by jax_dfl.
 
-python experiments/seed_examples.py
+python -m experiments.seed_examples
 """
 
 import math

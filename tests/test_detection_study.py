@@ -302,7 +302,7 @@ def _write_fake_cache(directory):
 def test_real_data_files_when_fetched():
     cache = fetch_data.default_cache()
     if not data_lib.data_available(cache):
-        pytest.skip(f"no NEON data in {cache}: python experiments/detection_study/fetch_data.py")
+        pytest.skip(f"no NEON data in {cache}: python -m experiments.detection_study.fetch_data")
     counts = [
         len(data_lib.read_voc(cache / f"{n}.xml"))
         for n in data_lib.BLOCK_IMAGES + data_lib.OUT_OF_SITE_IMAGES

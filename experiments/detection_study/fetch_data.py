@@ -1,6 +1,6 @@
 """Fetch the NEON tree-crown images shipped inside deepforest's wheel, once, into a cache directory.
 
-    python experiments/detection_study/fetch_data.py [--cache DIR]
+    python -m experiments.detection_study.fetch_data [--cache DIR]
 
 deepforest (MIT licence) pulls torch, so it is never installed: ``pip download
 --no-deps`` fetches its wheel (a zip) into a temporary directory and only the
