@@ -249,6 +249,8 @@ def test_pilot_only_runs_grid_edges_and_schedule_check_then_reports_at_the_decid
     checked = list((out / "records" / "synthetic_stride8_steps4").glob("*.json"))
     assert len(checked) == 2 and all(json.loads(p.read_text())["curve"][-1]["step"] == 4 for p in checked)
     assert json.loads((out / "pilot_synthetic.json").read_text())["synthetic"]["tuning"] == pilot
+    table = (out / "pilot_synthetic.md").read_text()  # the pilot's page table, from the records
+    assert "| ciou_dfl |" in table and "+:" in table and "**(" in table and "schedule check" in table
     results = main.main(argv)
     # The reported phase reuses the pilot's records: the same tuning (JSON: seeds as strings).
     assert json.loads(json.dumps(results["synthetic"]["tuning"])) == pilot

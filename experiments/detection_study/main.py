@@ -124,7 +124,12 @@ def main(argv=None) -> dict:
     suffix = "" if len(config.data) > 1 else f"_{config.data[0]}"
     name = f"{'pilot' if args.pilot_only else 'results'}{suffix}.json"
     (args.out / name).write_text(json.dumps(results, indent=1, default=json_default))
-    if not args.pilot_only:
+    if args.pilot_only:
+        pilot = "\n".join(
+            report.pilot_markdown(results[d]) for d in config.data if "pilot_scores" in results[d]
+        )
+        (args.out / f"pilot{suffix}.md").write_text(pilot)
+    else:
         (args.out / "summary.md").write_text(report.summary_markdown(results))
     print(f"wrote {args.out / name} in {results['config']['seconds_total']:.0f} s")
     return results

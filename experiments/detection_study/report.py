@@ -22,7 +22,7 @@ from . import evaluate as ev
 from . import plots
 from . import synthetic as syn
 from .configs.default import StudyConfig
-from .study import Run, grid, reported_seeds
+from .study import Run, describe_decision, grid, reported_seeds
 
 REAL_METRICS = ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP_T1", "AP_T2", "AP_T3"]
 SYN_METRICS = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"]
@@ -180,6 +180,34 @@ def pilot_table(pilot: list[dict], extra: list[dict]) -> list[str]:
     for arm, row in rows.items():
         out.append(f"| {arm} | " + " | ".join(f"{row[lr]:.3f}" if lr in row else "" for lr in lrs) + " |")
     return out
+
+
+def pilot_markdown(res: dict) -> str:
+    """The pilot of one data set as Markdown: mean final validation AP over the pilot seeds at every
+    (learning rate, gain) point an arm ran (the grid, then the edge rule's points), the choice,
+    and the schedule check's decision (``res``: :func:`collect`'s output plus ``tuning``)."""
+    tuning = res.get("tuning") or {}
+    edges = tuning.get("edges", {})
+    lines = [
+        f"Pilot on {res['pilot_condition']}: mean final validation AP over the pilot seeds per "
+        "(peak learning rate, auxiliary gain); the chosen point in bold, a point the edge rule added "
+        "marked +.",
+        "",
+        "| arm | " + "point (lr, gain): mean val AP |",
+        "|---|---|",
+    ]
+    for arm, scores in res["pilot_scores"].items():
+        added = {f"{e['lr']:g},{e['gain']:g}" for e in edges.get(arm, {}).get("added", [])}
+        chosen = f"{res['chosen_lr'][arm]:g},{res['chosen_gain'][arm]:g}"
+        cells = []
+        for point, value in sorted(scores.items(), key=lambda kv: tuple(map(float, kv[0].split(",")))):
+            cell = f"({point.replace(',', ', ')}){'+' if point in added else ''}: {value:.3f}"
+            cells.append(f"**{cell}**" if point == chosen else cell)
+        lines.append(f"| {arm} | " + "; ".join(cells) + " |")
+    schedule = tuning.get("schedule")
+    if schedule:
+        lines += ["", f"Schedule check ({schedule['condition']}): {describe_decision(schedule)}"]
+    return "\n".join(lines) + "\n"
 
 
 def timing_markdown(timing: dict) -> str:
