@@ -135,7 +135,7 @@ class _Mismatch(Exception):
 
 def _fit(
     arg: str,
-    x: jax.Array,
+    x: jax.Array | np.ndarray,
     tokens: tuple[_Dim, ...],
     bound: dict[str, _Binding],
     minimum: Mapping[str, int],
@@ -208,7 +208,7 @@ def arrays(
     minimum: Mapping[str, int] | None = None,
     host: bool = False,
     **declared: tuple[Any, str, str | tuple[str, ...]],
-) -> tuple[Any, ...]:
+) -> tuple[jax.Array, ...]:
     """Check a function's array arguments, declared once, and return them as arrays.
 
     Each keyword is an argument, declared as ``(value, kind, shape)``:
@@ -236,7 +236,7 @@ def arrays(
     * ``TypeError``: ``"{fn}: {arg} must be {kind}; got dtype {dtype}"``;
     * ``ValueError``: ``"{fn}: {arg}.shape={shape} does not match {pattern}: {reason}"``,
       the reason naming the axis and where its expected size came from, e.g.
-      ``"targets.shape[1] is 3, but A is 5 from points.shape[0] (points.shape=(5, 2))"``.
+      ``"targets.shape[1] is 3, but A is 5 from points.shape[0], points.shape=(5, 2)"``.
 
     The documented broadcast (anchor points ``(A, 2)`` shared by a batch of boxes
     ``(B, A, 4)``) is ``points="*P 2", boxes="... *P 4"``: the boxes' leading axes

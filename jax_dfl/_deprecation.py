@@ -33,10 +33,17 @@ def renamed(
     renames: Mapping[str, str] | None = None,
     *,
     positional: Sequence[str] = (),
+    split: Mapping[str, Sequence[str]] | None = None,
     since: str = "0.3.0",
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Accept old keyword names (``renames``: old -> new) and, for arguments made keyword-only,
-    the old positional order (``positional``: the new names, in the old order).
+    """Accept old keyword names (``renames``: old -> new), for arguments made keyword-only the
+    old positional order (``positional``: the new names, in the old order), and an old keyword
+    that served several roles (``split``: old -> the new names it sets, all to its value; giving
+    it beside any of them is a TypeError).
+
+    The old keywords should stay in the wrapped function's signature (defaulting to None, unused
+    there): ``jax.jit(..., static_argnames=...)`` reads that signature, so code that marked an old
+    name static keeps working for the release.
 
     ``inspect.signature`` of the result is the new one (``functools.wraps``).
     """
@@ -63,7 +70,24 @@ def renamed(
                 args = ()
             for old, new in renames.items():
                 move_keyword(kwargs, old, new, name)
-            return fn(*args, **kwargs)
+            for old, news in (split or {}).items():
+                if kwargs.get(old) is None:
+                    kwargs.pop(old, None)
+                    continue
+                given = [n for n in news if n in kwargs]
+                if given:
+                    raise TypeError(
+                        f"{name}() got both {old}= (deprecated) and {', '.join(f'{n}=' for n in given)}; "
+                        f"pass only {', '.join(f'{n}=' for n in news)}"
+                    )
+                warn(
+                    f"{name}(): `{old}` is deprecated (it served {len(news)} roles); write "
+                    + ", ".join(f"`{n}=`" for n in news),
+                )
+                value = kwargs.pop(old)
+                kwargs.update(dict.fromkeys(news, value))
+            # The call is rebuilt from the old spellings, so pyright cannot match it to P.
+            return fn(*args, **kwargs)  # pyright: ignore[reportCallIssue]
 
         return wrapper  # pyright: ignore[reportReturnType]
 

@@ -39,6 +39,7 @@ class Assignment(NamedTuple):
     {"scores": "pred_scores", "iou": "iou_kind"},
     # The order of ultralytics' TaskAlignedAssigner, accepted by position until 0.4.0.
     positional=("pred_scores", "pred_boxes", "points", "gt_labels", "gt_boxes", "gt_mask"),
+    split={"eps": ("candidate_eps", "metric_eps", "iou_eps", "norm_eps")},
 )
 def task_aligned_assign(
     *,
@@ -57,6 +58,7 @@ def task_aligned_assign(
     iou_eps: float | ArrayLike = 1e-9,
     norm_eps: float | ArrayLike = 1e-9,
     eps: float | ArrayLike | None = None,
+    iou: str | None = None,
 ) -> Assignment:
     r"""Task-aligned assignment of ground-truth boxes to points (TOOD's TAL), one image.
 
@@ -131,6 +133,7 @@ def task_aligned_assign(
       iou_eps: floor of the overlap's denominators (``> 0``; may be traced).
       norm_eps: guard of the score normalisation (``> 0``; may be traced).
       eps: deprecated; sets all four of the above.
+      iou: deprecated; write ``iou_kind``.
 
     Returns:
       An :class:`Assignment` of ``labels (A,)`` (``gt_labels``' dtype),
@@ -162,13 +165,7 @@ def task_aligned_assign(
       <https://arxiv.org/abs/2203.16250>`_, 2022; ultralytics
       ``TaskAlignedAssigner`` (YOLOv8/v11).
     """
-    if eps is not None:
-        _deprecation.warn(
-            "task_aligned_assign(): `eps` is deprecated (it served four roles); write "
-            "`candidate_eps=`, `metric_eps=`, `iou_eps=` and `norm_eps=`",
-            stacklevel=4,  # through the renaming wrapper to the caller
-        )
-        candidate_eps = metric_eps = iou_eps = norm_eps = eps
+    del eps, iou  # the 0.2 spellings: the wrapper has turned them into the new keywords
     scores, pred_boxes, points, gt_boxes, gt_labels, gt_mask = _checks.arrays(
         "task_aligned_assign",
         pred_scores=(pred_scores, "float", "A C"),

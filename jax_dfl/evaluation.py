@@ -166,7 +166,8 @@ def coco_evaluate(
             "coco_evaluate(): the positional masks are deprecated; write coco_evaluate(pred_boxes, "
             "pred_scores, pred_labels, gt_boxes, gt_labels, pred_mask=..., gt_mask=...)",
         )
-        pred_mask, gt_boxes, gt_labels = gt_boxes, gt_labels, legacy[0]
+        # legacy[0] is the 0.2 order's gt_boxes, never None; pyright cannot see the old order.
+        pred_mask, gt_boxes, gt_labels = gt_boxes, gt_labels, legacy[0]  # pyright: ignore
         if len(legacy) == 2:
             if gt_mask is not None:
                 raise TypeError("coco_evaluate() got gt_mask both by position and by keyword")

@@ -65,10 +65,17 @@ def _parameters(fn):
     return [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
 
 
+# 0.2 names kept in a signature, unused, until 0.4.0: jax.jit(static_argnames=...) reads the
+# signature, so 0.2 code that marked them static keeps working (with a DeprecationWarning).
+DEPRECATED_PARAMETERS = {("task_aligned_assign", "iou")}
+
+
 @pytest.mark.parametrize("fn", FUNCTIONS)
 def test_no_banned_names(fn):
     for p in _parameters(fn):
         if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if (fn.__name__, p.name) in DEPRECATED_PARAMETERS:
             continue
         assert p.name not in BANNED, f"{fn.__name__}({p.name}=): write {BANNED[p.name]}"
 
@@ -204,3 +211,47 @@ def test_old_and_new_names_together_are_a_type_error():
 def test_coco_evaluate_masks_are_keywords():
     params = inspect.signature(evaluation.coco_evaluate).parameters
     assert params["pred_mask"].kind == params["gt_mask"].kind == KEYWORD_ONLY
+
+
+def test_the_old_eps_beside_a_new_eps_is_an_error_not_an_override():
+    import jax.numpy as jnp
+
+    import jax_dfl
+
+    args = dict(
+        pred_boxes=jnp.array([[0.0, 0.0, 4.0, 4.0]]),
+        pred_scores=jnp.array([[0.9]]),
+        points=jnp.array([[2.0, 2.0]]),
+        gt_boxes=jnp.array([[0.0, 0.0, 4.0, 4.0]]),
+        gt_labels=jnp.array([0]),
+        gt_mask=jnp.array([True]),
+        top_k=1,
+    )
+    with pytest.raises(TypeError, match=r"eps= \(deprecated\) and norm_eps="):
+        jax_dfl.task_aligned_assign(**args, eps=1e-6, norm_eps=0.5)
+    with pytest.warns(DeprecationWarning, match="candidate_eps"):
+        old = jax_dfl.task_aligned_assign(**args, eps=0.5)
+    new = jax_dfl.task_aligned_assign(**args, candidate_eps=0.5, metric_eps=0.5, iou_eps=0.5, norm_eps=0.5)
+    assert jnp.array_equal(old.scores, new.scores)
+
+
+def test_old_names_marked_static_under_jit_keep_working():
+    # 0.2 code jitted the assigner with its string option static: jit reads the signature.
+    import jax
+    import jax.numpy as jnp
+
+    import jax_dfl
+
+    fn = jax.jit(jax_dfl.task_aligned_assign, static_argnames=("top_k", "iou"))
+    with pytest.warns(DeprecationWarning, match="iou_kind"):
+        a = fn(
+            pred_boxes=jnp.array([[0.0, 0.0, 4.0, 4.0]]),
+            pred_scores=jnp.array([[0.9]]),
+            points=jnp.array([[2.0, 2.0]]),
+            gt_boxes=jnp.array([[0.0, 0.0, 4.0, 4.0]]),
+            gt_labels=jnp.array([0]),
+            gt_mask=jnp.array([True]),
+            top_k=1,
+            iou="iou",
+        )
+    assert bool(a.foreground[0])
