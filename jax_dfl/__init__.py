@@ -25,8 +25,9 @@ Imported on their own:
 - ``jax_dfl.inspection``: the gradient a loss gives at each error.
 - ``jax_dfl.parallel``: data parallelism on a 1-D device mesh, one or several processes.
 
-Every function follows the same input rules (dtypes, exact shapes, a NaN or infinite input gives a non-finite output, masked
-elements give 0 value and 0 gradient); the documentation's Conventions page states them, along
+Every function follows the same input rules (dtypes, exact shapes, a NaN or infinite input gives
+a non-finite output, masked elements give 0 value and 0 gradient); the documentation's Conventions
+page states them, along
 with ``num_bins`` against other libraries' ``reg_max`` (16 bins for YOLOv8's ``reg_max=16``, 17
 for mmdetection's).
 
