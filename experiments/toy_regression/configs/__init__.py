@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from collections.abc import Sequence
@@ -32,10 +33,8 @@ def _parse(text: str, like: Any) -> Any:
 
 def _guess(text: str) -> Any:
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):  # not this kind: try the next, else keep the text
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 
