@@ -65,3 +65,16 @@ def test_verdicts_read_the_primary_condition():
     tests = {"c": {"a-b": {"mean": 0.02, "lo": 0.01, "hi": 0.03, "p_sign_flip_holm": 0.01}}}
     out = power.verdicts({"tests": tests}, "c", ["a-b", "missing"])
     assert list(out) == ["a-b"] and out["a-b"]["verdict"] == "support"
+
+
+def test_power_markdown_lists_every_contrast():
+    sds = {"a-b": 0.012, "a-c": 0.03}
+    plan = power.planned_seeds(sds)
+    result = {
+        "sd": sds,
+        "detail": {k: {"pilot_sd": 0.01, "earlier_sd": v, "earlier_contrast": "x-y"} for k, v in sds.items()},
+        **plan,
+        "verdict_chances": {k: {"effect 0, holm x1": {"cannot tell": 1.0}} for k in sds},
+    }
+    text = power.power_markdown(result)
+    assert f"**{plan['seeds']} seeds**" in text and "| a-b | 0.0120 |" in text and "| a-c |" in text

@@ -152,6 +152,39 @@ def contrasts(config) -> Sequence[tuple[str, str]]:
     return [tuple(p) for p in config.comparisons]
 
 
+def power_markdown(result: Mapping) -> str:
+    """The power statement as Markdown (``result``: what :func:`main` writes to power.json)."""
+    n = result["seeds"]
+    lines = [
+        f"Power rule: **{n} seeds**{' (the cap binds)' if result['capped'] else ''}; target half-width "
+        f"{result['target']:g} AP.",
+        "",
+        "| contrast | SD used | pilot SD (val AP, 2 seeds) | earlier SD (test AP, 5 seeds) | seeds needed "
+        f"| expected half-width at {n} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, sd in result["sd"].items():
+        d = result["detail"][name]
+        lines.append(
+            f"| {name} | {sd:.4f} | {d['pilot_sd']:.4f} | {d['earlier_sd']:.4f} ({d['earlier_contrast']}) "
+            f"| {result['needed'][name]} | {result['expected_half_width'][name]:.4f} |"
+        )
+    lines += [
+        "",
+        f"Chance of each verdict at {n} seeds (simulated: normal paired differences at the SD used; Holm "
+        "as the contrast's best case x1 and worst case x3):",
+        "",
+        "| contrast | case | verdicts |",
+        "|---|---|---|",
+    ]
+    for name, table in result["verdict_chances"].items():
+        for case, chances in table.items():
+            lines.append(
+                f"| {name} | {case} | " + ", ".join(f"{k} {v:.2f}" for k, v in chances.items()) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="detection_test")
@@ -198,6 +231,7 @@ def main(argv=None) -> dict:
     }
     result = {"config": args.config, "sd": sds, "detail": detail, **plan, "verdict_chances": chances}
     (args.out / "power.json").write_text(json.dumps(result, indent=1, default=json_default))
+    (args.out / "power.md").write_text(power_markdown(result))
     for name in sds:
         print(
             f"{name}: sd {sds[name]:.4f} (pilot {detail[name]['pilot_sd']:.4f}, earlier "
