@@ -337,7 +337,13 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--json", type=pathlib.Path)
-    p.add_argument("--part", choices=["dfl", "detection", "vmap", "toy", "all"], default="all")
+    p.add_argument(
+        "--part",
+        nargs="+",
+        choices=["dfl", "detection", "vmap", "toy", "all"],
+        default=["all"],
+        help="parts to run",
+    )
     p.add_argument("--runs", type=int, nargs="+", default=[4, 8], help="runs (seeds) per program (vmap, toy)")
     p.add_argument("--vmap-steps", type=int, default=5, help="timed steps per round (--part vmap)")
     p.add_argument("--images", type=int, default=64, help="images in the detection part")
@@ -350,17 +356,17 @@ def main(argv=None) -> dict:
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print(f"device: {device.device_kind} ({device.platform}), jax {jax.__version__}")
     results, detection, vmapped, toy = [], None, None, None
-    if args.part in ("dfl", "all"):
+    if {"dfl", "all"} & set(args.part):
         results = [bench_dtype(args.rows, args.bins, jnp.dtype(d), args.repeats) for d in args.dtype]
         for r in results:
             print_report(r, on_gpu)
-    if args.part in ("detection", "all"):
+    if {"detection", "all"} & set(args.part):
         detection = bench_detection(args.repeats, args.images)
         print_detection_report(detection)
-    if args.part in ("vmap", "all"):
+    if {"vmap", "all"} & set(args.part):
         vmapped = bench_vmapped_runs(args.runs, steps=args.vmap_steps, rounds=max(2, args.repeats // 5))
         print_vmapped_report(vmapped)
-    if args.part in ("toy", "all"):
+    if {"toy", "all"} & set(args.part):
         toy = bench_toy_seeds(args.runs, rounds=max(2, args.repeats))
         print_toy_report(toy)
     if info["load_average_1_5_15_min_at_start"] is not None:

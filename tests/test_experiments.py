@@ -119,6 +119,12 @@ def test_benchmark_script_tiny(tmp_path):
             "1",
             "--runs",
             "2",
+            # Not "vmap": it compiles the conv detector vmapped (about 40 s on CI's CPU); the
+            # machinery's tests check that vmapped runs equal runs alone.
+            "--part",
+            "dfl",
+            "detection",
+            "toy",
             "--json",
             str(tmp_path / "bench.json"),
         ]
