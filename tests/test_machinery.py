@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import types
@@ -217,6 +218,30 @@ def test_reported_batches_go_seed_by_seed():
     ]
     assert two[1][0] == Run("b", 100, 3e-3, 0.4)
     assert two == study.reported_batches(["a", "b"], settings, [100, 101, 102], 2)  # the same on a restart
+
+
+def test_workers_share_the_reported_runs_seed_by_seed_without_overlap():
+    settings = {"a": (1e-2, 0.0), "b": (3e-3, 0.4), "c": (1e-2, 0.1)}
+    seeds = list(range(100, 107))
+    planned = study.reported_batches(["a", "b", "c"], settings, seeds, 1)
+    shares = [study.worker_share(planned, 3, i, 2) for i in range(2)]
+    # Worker 0 takes seeds 100, 102, ..., worker 1 the others; each seed's arms stay in one worker.
+    assert [{r.seed for b in s for r in b} for s in shares] == [{100, 102, 104, 106}, {101, 103, 105}]
+    assert [[r.arm for r in b] for b in shares[1][:3]] == [["a"], ["b"], ["c"]]
+    merged = sorted((r.arm, r.seed) for s in shares for b in s for r in b)
+    assert merged == sorted((r.arm, r.seed) for b in planned for r in b)  # all, once
+    assert study.worker_share(planned, 3, 0, 1) == planned
+    with pytest.raises(ValueError, match="worker index 2"):
+        study.worker_share(planned, 3, 2, 2)
+
+
+def test_worker_argument_is_checked():
+    from experiments.detection_study import main
+
+    assert main.worker_arg("1/2") == (1, 2)
+    for bad in ("2/2", "x/2", "1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--worker"):
+            main.worker_arg(bad)
 
 
 def test_pilot_only_runs_grid_edges_and_schedule_check_then_reports_at_the_decided_steps(

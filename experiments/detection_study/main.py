@@ -37,6 +37,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, help="override the number of reported seeds")
     p.add_argument("--steps", type=int, help="override both data sets' steps")
     p.add_argument("--max-batch", type=int, help="override the runs per vmapped program")
+    p.add_argument("--strides", type=int, nargs="+", help="override the synthetic data's head strides")
+    p.add_argument(
+        "--worker",
+        type=worker_arg,
+        help="I/N: train only the reported runs of every N-th chunk of seeds from the I-th, then stop "
+        "without analysing (start N such processes; analyse afterwards without --worker)",
+    )
     p.add_argument(
         "--pilot-only",
         action="store_true",
@@ -53,6 +60,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def worker_arg(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--worker takes I/N (e.g. 0/2), not {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--worker {text}: I must be in 0 .. N-1")
+    return i, n
+
+
 def settings(args) -> configs.default.StudyConfig:
     config = configs.get(args.config)
     changes = {
@@ -67,6 +85,10 @@ def settings(args) -> configs.default.StudyConfig:
             config,
             real=dataclasses.replace(config.real, steps=args.steps),
             synthetic=dataclasses.replace(config.synthetic, steps=args.steps),
+        )
+    if args.strides:
+        config = dataclasses.replace(
+            config, synthetic=dataclasses.replace(config.synthetic, strides=tuple(args.strides))
         )
     return config
 
@@ -111,9 +133,12 @@ def main(argv=None) -> dict:
                 args.cache,
                 args.out,
                 pilot_only=args.pilot_only,
+                worker=args.worker,
                 progress=bar.update,
                 log=tqdm.write,
             )
+            if args.worker is not None:
+                continue  # a worker trains its share; the analysis waits for every run
             results[data] = report.collect(config, data, args.out, info)
             # The edge rule's added points and the schedule decision (with its numbers) live only in
             # run_data's return value: collect reads the grid's records.
@@ -121,6 +146,9 @@ def main(argv=None) -> dict:
             if checks is not None:
                 results[data]["data_sha256"] = checks  # the crowns files this run read
     results["config"]["seconds_total"] = time.perf_counter() - started
+    if args.worker is not None:
+        print(f"worker {args.worker[0]}/{args.worker[1]} done in {results['config']['seconds_total']:.0f} s")
+        return results
     suffix = "" if len(config.data) > 1 else f"_{config.data[0]}"
     name = f"{'pilot' if args.pilot_only else 'results'}{suffix}.json"
     (args.out / name).write_text(json.dumps(results, indent=1, default=json_default))

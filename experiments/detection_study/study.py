@@ -140,6 +140,14 @@ def reported_batches(
     ]
 
 
+def worker_share(planned: Sequence[Sequence[Run]], arms: int, index: int, count: int) -> list[list[Run]]:
+    """The batches of ``planned`` (``arms`` batches per chunk of seeds, as :func:`reported_batches`
+    orders them) whose chunk number is ``index`` modulo ``count``."""
+    if not 0 <= index < count:
+        raise ValueError(f"worker index {index} is not in 0 .. {count - 1}")
+    return [list(b) for j, b in enumerate(planned) if (j // arms) % count == index]
+
+
 def curve_metrics(curve: list[dict], steps: int) -> dict[str, float]:
     """Area under validation AP against step (its mean over the evaluated span, trapezoids) and the
     plateau check: the gain in validation AP over the last 20% of the steps (the last evaluation
@@ -462,11 +470,17 @@ def run_data(
     out: pathlib.Path,
     *,
     pilot_only: bool = False,
+    worker: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Pilot (with the tuning rules the config enables) then reported runs of one data set,
-    resuming from ``out/records``; returns the choices and the tuning's record."""
+    resuming from ``out/records``; returns the choices and the tuning's record.
+
+    ``worker=(i, n)`` trains only the reported runs of every n-th chunk of seeds, from the i-th:
+    n processes started with ``i = 0 .. n-1`` share the reported runs without overlap, each still
+    seed by seed. (On a 2-core CPU two single-threaded processes train more runs per hour than
+    one process on both cores.) The pilot must be finished before workers start."""
     pilot, reported = conditions(config, cache, data)
     arms, skipped = arms_lib.available(config.arms)
     for message in skipped:
@@ -478,9 +492,12 @@ def run_data(
     # the results' layout is the same whichever schedule was decided.
     reported = [with_steps(c, tuning["steps"]) for c in reported]
     settings = {a: chosen[a][:2] for a in arms}
+    planned = reported_batches(arms, settings, reported_seeds(config), config.max_batch)
+    if worker is not None:
+        planned = worker_share(planned, len(arms), *worker)
     for condition in reported:
         run_phase(
-            reported_batches(arms, settings, reported_seeds(config), config.max_batch),
+            planned,
             condition,
             RunStore(out / "records" / condition.name),
             phase="reported",
