@@ -24,6 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SUBMODULES = [jax_dfl.nn, jax_dfl.inspection, jax_dfl.parallel, jax_dfl.evaluation]
 TUTORIALS = ["gradients", "yolov8_port", "nnx_training", "data_parallel"]
+TUTORIALS += ["qfl_assigner", "inference", "serving"]
 
 DIRECTIVE = re.compile(
     r"^\s*\.\. (currentmodule|autofunction|autoclass|autodata|autoexception|py:data|py:function|py:class)"
