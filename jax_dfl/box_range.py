@@ -55,7 +55,8 @@ class BoxRangeCounts(NamedTuple):
 
 
 def _static_numbers(name: str, values, *, allow_empty: bool) -> tuple[float, ...]:
-    """A concrete sequence of positive, finite, strictly increasing (or distinct) Python numbers."""
+    """A concrete 1-D sequence of positive, finite numbers, as Python floats (the callers check
+    their order); a ValueError naming ``name`` otherwise."""
     if isinstance(values, jax.core.Tracer):
         raise ValueError(f"{name} must be concrete Python numbers (they fix the output's size); got a tracer")
     try:
@@ -392,6 +393,7 @@ class BoxRangeReport(NamedTuple):
         return [f"< {edges[0]} px", *middle, f">= {edges[-1]} px"]
 
     def bins_label(self) -> str:
+        """The bins in words, e.g. ``"16 bins 0..15"``."""
         if self.bin_values is None:
             return f"{self.num_bins} bins 0..{self.num_bins - 1}"
         return f"{self.num_bins} bin_values {self.bin_values[0]:g}..{self.bin_values[-1]:g}"
