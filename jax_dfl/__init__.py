@@ -15,7 +15,8 @@ What lives where (everything in the first group is importable from ``jax_dfl`` i
   Focal Loss; ``jax_dfl.distillation``: Localization Distillation.
 - ``jax_dfl.boxes``: box <-> distance conversion, IoU / GIoU / DIoU / CIoU, anchor points;
   ``jax_dfl.assignment``: YOLOv8's task-aligned assigner; ``jax_dfl.yolo``: YOLOv8's box loss;
-  ``jax_dfl.nms``: non-maximum suppression at static shapes.
+  ``jax_dfl.nms``: non-maximum suppression at static shapes; ``jax_dfl.box_range``: whether the
+  bins cover the boxes (counts, a report, the clipped fraction of training targets).
 
 Imported on their own:
 
@@ -43,6 +44,14 @@ Examples:
 """
 
 from jax_dfl.assignment import Assignment, task_aligned_assign
+from jax_dfl.box_range import (
+    BoxRangeCounts,
+    BoxRangeReport,
+    box_range_counts,
+    box_range_report,
+    clipped_fraction,
+    representable_range,
+)
 from jax_dfl.boxes import (
     anchor_points,
     bbox2distance,
@@ -70,11 +79,16 @@ from jax_dfl.yolo import validate_foreground, yolo_box_loss
 
 __all__ = [
     "Assignment",
+    "BoxRangeCounts",
+    "BoxRangeReport",
     "DistributionStats",
     "anchor_points",
     "bbox2distance",
     "box_iou",
+    "box_range_counts",
+    "box_range_report",
     "ciou_loss",
+    "clipped_fraction",
     "decode",
     "decode_boxes",
     "diou_loss",
@@ -89,6 +103,7 @@ __all__ = [
     "non_max_suppression",
     "pairwise_iou",
     "quality_focal_loss",
+    "representable_range",
     "task_aligned_assign",
     "two_hot",
     "two_hot_entropy",

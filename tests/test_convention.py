@@ -111,8 +111,12 @@ def test_variants_are_kind_strings(fn):
 def test_strides_per_level_and_per_point(fn):
     names = [p.name for p in _parameters(fn)]
     if "strides" in names:
-        # Per-level strides: only the function that builds the points from them.
-        assert fn.__name__ == "anchor_points", f"{fn.__name__}: per-point strides are point_strides"
+        # Per-level strides: the function that builds the points from them, and the box-range
+        # tools, which report per level.
+        assert fn.__name__ in PER_LEVEL, f"{fn.__name__}: per-point strides are point_strides"
+
+
+PER_LEVEL = {"anchor_points", "box_range_counts", "box_range_report", "representable_range"}
 
 
 def _role(name: str) -> int:

@@ -408,3 +408,30 @@ def test_data_checksums_name_the_files_that_differ(tmp_path):
     checks = fetch_data.data_checksums(tmp_path)
     assert set(checks["files"]) == {n for n in fetch_data.PINNED_SHA256 if not n.startswith("deepforest_")}
     assert sorted(checks["mismatched"]) == sorted(checks["files"])  # stand-in images: none match
+
+
+def test_coverage_script_counts_the_training_batches_and_skips_absent_crowns(tmp_path):
+    from experiments.detection_study import coverage
+
+    result = coverage.main(
+        ["--out", str(tmp_path), "--cache", str(tmp_path / "empty"), "--seeds", "1", "--steps", "1"]
+    )
+    assert set(result["conditions"]) == {"synthetic_stride8", "synthetic_stride4"}
+    assert "crowns skipped" in result["skipped"]
+    # The boxes counted are the study's first training batch (seed 100, step 0): its candidate
+    # side distances at stride 8, by brute force (points strictly inside, four sides each).
+    config = TrainConfig(tile=96, strides=(8,), max_gt=6)
+    _, boxes, mask = SyntheticData(syn.SyntheticTask(), config, val_images=1, test_images=1).batch(100, 0)
+    points, _ = jax_dfl.anchor_points([(12, 12)], [8])
+    sides = np.concatenate(
+        [points[None, None] - boxes[:, :, None, :2], boxes[:, :, None, 2:] - points[None, None]], -1
+    )
+    inside = (sides.min(-1) > 0) & mask[:, :, None]
+    entry = result["conditions"]["synthetic_stride8"]
+    assert entry["uniform"]["num_sides"] == 4 * inside.sum()
+    assert entry["uniform"]["num_clipped"] == 0 and entry["log_bins_identical"]
+    assert entry["largest_side_px"] == pytest.approx(44 * math.sqrt(1.4))
+    assert result["conditions"]["synthetic_stride4"]["largest_side_px"] / 4 < arms_lib.NUM_BINS - 1
+    written = json.loads((tmp_path / "coverage.json").read_text())
+    assert written["conditions"]["synthetic_stride4"]["images"] == 16
+    assert "**synthetic_stride8**" in (tmp_path / "coverage.md").read_text()

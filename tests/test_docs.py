@@ -6,7 +6,9 @@ Reads the Markdown sources under docs/ (Sphinx is not needed); the site itself i
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import pathlib
 import re
 import types
@@ -97,6 +99,20 @@ def test_guide_snippets_run():
             exec(compile(code, f"docs/{page}", "exec"), namespace)
     assert namespace["loss"].shape == ()
     assert namespace["rows"] == slice(0, 64)
+
+
+def test_box_range_page_prints_what_it_shows():
+    """docs/box_range.md: each Python block runs (in order, one namespace) and prints exactly the
+    text block that follows it on the page."""
+    text = (DOCS / "box_range.md").read_text()
+    pairs = re.findall(r"```python\n(.*?)```\n+```text\n(.*?)```", text, flags=re.S)
+    assert len(pairs) == 3
+    namespace: dict = {}
+    for code, shown in pairs:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "docs/box_range.md", "exec"), namespace)
+        assert out.getvalue() == shown
 
 
 @pytest.mark.parametrize("name", TUTORIALS)

@@ -343,6 +343,44 @@ CASES: dict[str, Case] = {
         fixed={"width": 1.0},
         bad_hyper={"width": [0.0, -2.0]},
     ),
+    "box_range_counts": Case(
+        jax_dfl.box_range_counts,
+        {
+            # 7 points (not 4, the gt slots: the masked test fills arrays whose rows match the mask).
+            "points": Arg(REAL, _uniform((7, 2), 0, 60), anchor=True),
+            "gt_boxes": Arg(REAL, _boxes((4,)), anchor=True),
+            "gt_mask": Arg(MASK, _mask((4,))),
+            "point_strides": Arg(REAL, lambda rng: np.array([4, 8, 4, 8, 4, 8, 4], np.float32), keyword=True),
+        },
+        fixed={"strides": (4, 8), "num_bins": K},
+        bad_hyper={
+            **BIN_HYPER,
+            "strides": [(), (4, 4), (4, -8), 8, ("4", "x")],
+            "size_edges": [(96, 32), (0,), (float("nan"),)],
+            "max_histogram_distance": [0, 2.5],
+        },
+        # Documented: non-finite points, strides or valid boxes are not counted (integer counts)
+        # and make max_distance NaN.
+        mask_arg="gt_mask",
+    ),
+    "clipped_fraction": Case(
+        jax_dfl.clipped_fraction,
+        {
+            "points": Arg(REAL, _uniform((N, 2), 10, 40)),
+            "target_boxes": Arg(REAL, _boxes((N,)), anchor=True),
+            "foreground": Arg(MASK, _mask((N,))),
+            "point_strides": Arg(REAL, _uniform((N,), 1, 4), keyword=True),
+        },
+        fixed={"num_bins": K},
+        bad_hyper=BIN_HYPER,
+        mask_arg="foreground",
+    ),
+    "representable_range": Case(
+        jax_dfl.representable_range,
+        {"strides": Arg(REAL, _uniform((3,), 4, 32), anchor=True)},
+        fixed={"num_bins": K},
+        bad_hyper=BIN_HYPER,
+    ),
 }
 
 # Public names tested by dedicated tests rather than the sweep (and why).
@@ -360,6 +398,9 @@ ELSEWHERE = {
     "parallel.shard_process_local": "test_parallel_rules",
     "parallel.replicate": "test_parallel_rules",
     "nn.DistributionHead.__init__": "test_head_hyper_parameters",
+    "BoxRangeCounts": "a NamedTuple of outputs; tests/test_box_range.py checks its fields",
+    "BoxRangeReport": "a NamedTuple of host-side results; tests/test_box_range.py checks it",
+    "box_range_report": "host-side NumPy: tests/test_box_range.py checks its errors",
 }
 
 
