@@ -219,7 +219,7 @@ def _checked_family(
         (logits,) = _checks.arrays(
             "distribution_gradient_profile",
             dims={"num_bins": num_bins},
-            **{"family(mu)": (family(location), "float", "num_bins")},
+            family_logits=(family(location), "float", "num_bins"),
         )
         return logits
 
