@@ -128,8 +128,9 @@ def task_aligned_assign(
       versions: :doc:`/conventions`, "The assigner and ultralytics". With
       ``candidate_min_size=16.0`` (ultralytics' ``stride_val``: the second of
       its strides 8, 16, 32) and ``top_k2`` set as ultralytics' ``topk2``, it
-      follows ultralytics 8.4.190 (``ultralytics/utils/tal.py``); both options
-      are off by default, which gives the assignment of 8.3 and earlier.
+      follows ultralytics 8.4.190 (``ultralytics/utils/tal.py``) up to the one
+      difference that page names; both options are off by default, which is
+      the assigner of 8.3 and earlier.
 
     .. versionchanged:: 0.3.0
       Every argument is keyword-only (the positional order of ultralytics,
