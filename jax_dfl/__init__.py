@@ -43,7 +43,7 @@ Examples:
   (8, 4)
 """
 
-from jax_dfl.assignment import Assignment, task_aligned_assign
+from jax_dfl.assignment import Assignment, task_aligned_assign, validate_assignment_inputs
 from jax_dfl.box_range import (
     BoxRangeCounts,
     BoxRangeReport,
@@ -107,6 +107,7 @@ __all__ = [
     "task_aligned_assign",
     "two_hot",
     "two_hot_entropy",
+    "validate_assignment_inputs",
     "validate_foreground",
     "validate_targets",
     "yolo_box_loss",

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.experimental import checkify
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks, _deprecation
@@ -50,9 +51,11 @@ def task_aligned_assign(
     gt_labels: ArrayLike,
     gt_mask: ArrayLike,
     top_k: int = 13,
+    top_k2: int | None = None,
     alpha: float | ArrayLike = 1.0,
     beta: float | ArrayLike = 6.0,
     iou_kind: str = "ciou",
+    candidate_min_size: float | ArrayLike | None = None,
     candidate_eps: float | ArrayLike = 1e-9,
     metric_eps: float | ArrayLike = 1e-9,
     iou_eps: float | ArrayLike = 1e-9,
@@ -65,7 +68,11 @@ def task_aligned_assign(
     For every valid gt :math:`g` and point :math:`a`:
 
     1. **Candidates**: points strictly inside the gt box, every side distance
-       ``> candidate_eps`` (a point on an edge is not a candidate).
+       ``> candidate_eps`` (a point on an edge is not a candidate). With
+       ``candidate_min_size=s``, a side of a valid gt box shorter than ``s`` is
+       widened to ``s`` about the box's centre for this test only (the overlap,
+       the metric and the assigned box use the gt box as given), so that small
+       objects get candidates.
     2. **Alignment metric** :math:`t_{ga} = s_{ga}^{\alpha}\, u_{ga}^{\beta}` on
        candidates (0 elsewhere), with :math:`s_{ga}` the predicted score of the
        gt's class at the point and :math:`u_{ga}` the overlap of the point's
@@ -78,7 +85,9 @@ def task_aligned_assign(
        Equal metrics are taken in point order (``lax.top_k``).
     4. **Conflicts**: a point kept by several gts goes to the gt of highest
        overlap :math:`u_{ga}` at that point over *all* gts containing it (first
-       slot on ties), as ultralytics does.
+       slot on ties), as ultralytics does. With ``top_k2=k2``, each gt then
+       keeps only the ``k2`` of its points of highest metric (equal metrics in
+       point order).
     5. **Soft scores**: with :math:`m_g` the gt's largest metric and :math:`o_g`
        its largest overlap over its final points, a foreground point assigned
        to :math:`g` gets the score
@@ -98,6 +107,14 @@ def task_aligned_assign(
     ``(G, A, C)`` array.
 
     .. warning::
+      Two misuses give a plausible but wrong assignment without an error:
+      **raw class logits** passed as ``pred_scores`` (the metric expects
+      probabilities in ``[0, 1]``, after the sigmoid), and ``pred_boxes`` and
+      ``pred_scores`` **swapped**, which the shapes cannot reveal when there are
+      4 classes. :func:`validate_assignment_inputs` under ``checkify`` reports
+      both.
+
+    .. warning::
       Non-finite inputs give a finite, documented result here (the exception
       the input rules name): a point whose class score, predicted box or
       coordinates are NaN or infinite is never a candidate (it is background),
@@ -108,14 +125,21 @@ def task_aligned_assign(
 
     .. seealso::
       How this compares with ultralytics' ``TaskAlignedAssigner`` across its
-      versions: :doc:`/conventions`, "The assigner and ultralytics".
+      versions: :doc:`/conventions`, "The assigner and ultralytics". With
+      ``candidate_min_size=16.0`` (ultralytics' ``stride_val``: the second of
+      its strides 8, 16, 32) and ``top_k2`` set as ultralytics' ``topk2``, it
+      follows ultralytics 8.4.190 (``ultralytics/utils/tal.py``) up to the one
+      difference that page names; both options are off by default, which is
+      the assigner of 8.3 and earlier.
 
     .. versionchanged:: 0.3.0
       Every argument is keyword-only (the positional order of ultralytics,
       ``scores, pred_boxes, points, gt_labels, gt_boxes, gt_mask``, still works
       with a ``DeprecationWarning`` until 0.4.0); ``scores`` is ``pred_scores``,
       ``iou`` is ``iou_kind``, and ``eps``'s four roles are ``candidate_eps``,
-      ``metric_eps``, ``iou_eps`` and ``norm_eps``.
+      ``metric_eps``, ``iou_eps`` and ``norm_eps``. New options ``top_k2`` and
+      ``candidate_min_size`` (ultralytics 8.4's ``topk2`` and small-box
+      enlargement), off by default.
 
     Args:
       pred_boxes: ``(A, 4)`` predicted xyxy boxes, in the units of ``gt_boxes``.
@@ -125,9 +149,18 @@ def task_aligned_assign(
       gt_labels: ``(G,)`` integer classes.
       gt_mask: ``(G,)`` bool, True for real gts, False for padding.
       top_k: points kept per gt (a Python int, ``1 <= top_k <= A``).
+      top_k2: after conflicts are resolved, points each gt keeps at most (a
+        Python int, ``1 <= top_k2 <= A``; ultralytics' ``topk2``). ``None``
+        (default) or ``top_k`` skip this step, as ultralytics does when
+        ``topk2 == topk``.
       alpha: exponent of the score in the metric (``>= 0``; may be traced).
       beta: exponent of the overlap in the metric (``>= 0``; may be traced).
       iou_kind: ``"ciou"`` (CIoU clipped at 0, ultralytics) or ``"iou"`` (PP-YOLOE).
+      candidate_min_size: for the candidate test only, gt box sides shorter
+        than this are widened to it about the box's centre (``> 0``, in the
+        units of ``gt_boxes``; may be traced). ultralytics 8.4 uses its second
+        stride (``stride_val``, 16 px for strides 8, 16, 32). ``None``
+        (default): the boxes as given.
       candidate_eps: margin of the candidate test (``> 0``; may be traced).
       metric_eps: a kept point's metric must exceed it (``> 0``; may be traced).
       iou_eps: floor of the overlap's denominators (``> 0``; may be traced).
@@ -180,6 +213,12 @@ def task_aligned_assign(
     top_k = _checks.positive_int("top_k", top_k)
     if top_k > num_points:
         raise ValueError(f"top_k must be in [1, number of points = {num_points}]; got {top_k}")
+    if top_k2 is not None:
+        top_k2 = _checks.positive_int("top_k2", top_k2)
+        if top_k2 > num_points:
+            raise ValueError(f"top_k2 must be in [1, number of points = {num_points}]; got {top_k2}")
+    if candidate_min_size is not None:
+        _checks.positive("candidate_min_size", candidate_min_size)
     if iou_kind not in ASSIGN_IOU_KINDS:
         raise ValueError(f"iou_kind must be one of {ASSIGN_IOU_KINDS}; got {iou_kind!r}")
     _checks.positive("alpha", alpha, allow_zero=True)
@@ -209,12 +248,13 @@ def task_aligned_assign(
     gt_boxes = jnp.where(gt_mask[:, None], gt_boxes, 0)
     gt_labels = jnp.where(gt_mask, gt_labels, 0)
 
-    # 1. Candidates (G, A): strictly inside a valid gt box.
+    # 1. Candidates (G, A): strictly inside a valid gt box (widened to candidate_min_size).
+    test_boxes = gt_boxes if candidate_min_size is None else _widen(gt_boxes, candidate_min_size)
     # The four side distances as (G, A) arrays, never one (G, A, 4) array.
     x, y = points[None, :, 0], points[None, :, 1]
     nearest_side = jnp.minimum(
-        jnp.minimum(x - gt_boxes[:, None, 0], y - gt_boxes[:, None, 1]),
-        jnp.minimum(gt_boxes[:, None, 2] - x, gt_boxes[:, None, 3] - y),
+        jnp.minimum(x - test_boxes[:, None, 0], y - test_boxes[:, None, 1]),
+        jnp.minimum(test_boxes[:, None, 2] - x, test_boxes[:, None, 3] - y),
     )
     # A point whose coordinates, predicted box or class score are not finite (NaN, +-inf) is never a
     # candidate: lax.top_k ranks a NaN or +inf metric first, where it would take a real positive's
@@ -246,6 +286,11 @@ def task_aligned_assign(
     best_overlap_gt = jnp.argmax(overlap, axis=0)
     is_best = jnp.arange(num_gt)[:, None] == best_overlap_gt[None, :]
     positive = jnp.where(claimed_by_several[None, :], is_best, positive)
+    if top_k2 is not None and top_k2 != top_k:
+        # 4b. ultralytics' topk2: each gt keeps its top_k2 final points of highest metric. Points
+        # not its own rank at metric 0; whichever of them top_k picks, the `&` drops them.
+        _, second_index = lax.top_k(jnp.where(positive, metric, 0), top_k2)
+        positive &= jnp.zeros((num_gt, num_points), bool).at[rows, second_index].set(True)
     foreground = jnp.any(positive, axis=0)
     gt_index = jnp.argmax(positive, axis=0).astype(jnp.int32)  # first True; 0 on background
 
@@ -263,4 +308,107 @@ def task_aligned_assign(
         scores=target_scores,
         foreground=foreground,
         gt_index=gt_index,
+    )
+
+
+def _widen(boxes: jax.Array, min_size) -> jax.Array:
+    """``(G, 4)`` xyxy boxes whose sides shorter than ``min_size`` are ``min_size``, same centre.
+
+    Sides of at least ``min_size`` are kept as given (not recomputed from the centre, which could
+    move an edge by a rounding error onto a point). A NaN side is not shorter: it stays NaN.
+    """
+    size = jnp.asarray(min_size, boxes.dtype)
+    low, high = boxes[:, :2], boxes[:, 2:]
+    centre = (low + high) / 2
+    short = (high - low) < size
+    return jnp.concatenate(
+        [jnp.where(short, centre - size / 2, low), jnp.where(short, centre + size / 2, high)], -1
+    )
+
+
+def validate_assignment_inputs(pred_boxes: ArrayLike, pred_scores: ArrayLike) -> None:
+    """Opt-in ``checkify`` check of two silent misuses of :func:`task_aligned_assign`.
+
+    The assigner cannot tell these from a valid call, and both give a wrong
+    assignment that trains without an error:
+
+    * **Raw class logits as scores.** The alignment metric
+      ``score ** alpha * overlap ** beta`` expects probabilities (after the
+      sigmoid): logits make negative scores (NaN metrics under a fractional
+      ``alpha``) and rank points by the wrong quantity. Reported when any
+      ``pred_scores`` element is below 0 or above 1.
+    * **Boxes and scores swapped.** With 4 classes both arrays are ``(A, 4)``.
+      Pixel boxes given as scores have elements above 1 (the first check);
+      class probabilities given as boxes are almost never ordered like a box:
+      reported when any ``pred_boxes`` row has ``x2 < x1`` or ``y2 < y1``,
+      which no xyxy box has (every box decoded from non-negative side
+      distances, e.g. by :func:`jax_dfl.decode_boxes`, has ``x1 <= x2`` and
+      ``y1 <= y2``). The same check catches boxes in another format, such as
+      ``(cx, cy, w, h)``.
+
+    NaN elements are not reported: the assigner's rule for non-finite inputs
+    covers them (such a point is background). Swapped inputs in normalised
+    coordinates whose class probabilities happen to be ordered like boxes at
+    every point are not detected.
+
+    Call it inside the function you jit and wrap that function with
+    :func:`jax.experimental.checkify.checkify` to turn either misuse into an
+    error. Outside ``checkify`` it does nothing (it uses
+    :func:`jax.experimental.checkify.debug_check`), so it may stay in a
+    training step. Works on one image's arrays or a batch's (any leading axes,
+    the same for both).
+
+    Args:
+      pred_boxes: ``(..., A, 4)`` predicted xyxy boxes, as given to
+        :func:`task_aligned_assign`.
+      pred_scores: ``(..., A, C)`` predicted class scores, as given to it.
+
+    Returns:
+      ``None``; the checks are recorded for ``checkify``.
+
+    Examples:
+      Logits passed where probabilities are expected:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.experimental import checkify
+      >>> boxes = jnp.array([[0.0, 0.0, 8.0, 8.0], [4.0, 4.0, 12.0, 16.0]])
+      >>> logits = jnp.array([[-3.0, 1.5, 0.2, -0.7], [2.0, -1.0, 0.0, 0.5]])
+      >>> err, _ = checkify.checkify(jax.jit(validate_assignment_inputs))(boxes, logits)
+      >>> print(err.get())  # doctest: +ELLIPSIS
+      pred_scores must be class probabilities in [0, 1] (after the sigmoid); got min=-3.0, max=2.0...
+
+      The same two arrays swapped (4 classes: the shapes agree):
+
+      >>> err, _ = checkify.checkify(jax.jit(validate_assignment_inputs))(jax.nn.sigmoid(logits), boxes)
+      >>> print(err.get())  # doctest: +ELLIPSIS
+      pred_scores must be class probabilities in [0, 1] (after the sigmoid); got min=0.0, max=16.0...
+      >>> err, _ = checkify.checkify(jax.jit(validate_assignment_inputs))(jax.nn.sigmoid(logits), boxes / 16)
+      >>> print(err.get())  # doctest: +ELLIPSIS
+      pred_boxes must be xyxy boxes (x1 <= x2, y1 <= y2); 2 of 2 are not...
+    """
+    pred_boxes, pred_scores = _checks.arrays(
+        "validate_assignment_inputs",
+        pred_boxes=(pred_boxes, "real", "... A 4"),
+        pred_scores=(pred_scores, "float", "... A C"),
+    )
+    scores = pred_scores.astype(_checks.compute_dtype(pred_scores.dtype))
+    # `< 0` and `> 1` (not `not in [0, 1]`): NaN is left to the assigner's non-finite rule.
+    outside = (scores < 0) | (scores > 1)
+    checkify.debug_check(
+        ~jnp.any(outside),
+        "pred_scores must be class probabilities in [0, 1] (after the sigmoid); got min={lo}, max={hi}: "
+        "raw class logits, or pred_boxes passed as pred_scores?",
+        lo=jnp.min(scores, initial=jnp.inf),
+        hi=jnp.max(scores, initial=-jnp.inf),
+    )
+    boxes = pred_boxes.reshape(-1, 4)
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    checkify.debug_check(
+        ~jnp.any(inverted),
+        "pred_boxes must be xyxy boxes (x1 <= x2, y1 <= y2); {count} of {total} are not, the first at "
+        "pred_boxes.reshape(-1, 4)[{index}]: pred_scores passed as pred_boxes, or boxes in another "
+        "format (cx, cy, w, h)?",
+        count=jnp.sum(inverted),
+        total=jnp.asarray(boxes.shape[0]),
+        index=jnp.argmax(inverted),
     )

@@ -202,11 +202,13 @@ def decode_boxes(
     """
     # Points may be shared by a batch (as in distance2bbox); one stride per point, or one for all:
     # a (N, 1) stride column against (N, 2) points would broadcast to (N, N, 4) boxes.
-    points, logits, strides = _checks.arrays(
+    # bin_values is declared here too, so that a wrong length is reported as decode_boxes'.
+    points, logits, strides, bin_values = _checks.arrays(
         "decode_boxes",
         points=(points, "real", "*P 2"),
         logits=(logits, "float", "... *P 4 num_bins"),
         point_strides=(point_strides, "real", ("", "*P")),
+        bin_values=(bin_values, "real | None", "num_bins"),
         minimum={"num_bins": 2},
     )
     (points,) = _checks.in_compute_dtype(points)
@@ -474,9 +476,10 @@ def anchor_points(
     except (TypeError, ValueError):
         stride_array = None
     if stride_array is None or stride_array.ndim != 1 or stride_array.shape[0] != len(shapes):
+        shown = "not an array" if stride_array is None else f"shape {stride_array.shape}"
         raise ValueError(
-            f"strides must be 1-D with one stride per level: {len(shapes)} feature_shapes, "
-            f"strides={strides!r}"
+            f"strides must be 1-D with one stride per level of feature_shapes; got strides={strides!r} "
+            f"({shown}), but feature_shapes has {len(shapes)} levels, feature_shapes={shapes}"
         )
     stride_list = stride_array.tolist()
     for stride in stride_list:

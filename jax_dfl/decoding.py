@@ -136,7 +136,9 @@ def distribution_stats(
     num_bins = logits.shape[-1]
     k = _checks.positive_int("k", k)
     if k > num_bins:
-        raise ValueError(f"k must be in [1, num_bins={num_bins}]; got {k}")
+        raise ValueError(
+            f"k must be in [1, num_bins]; got {k}, but num_bins is {num_bins} (the last axis of logits)"
+        )
     x = logits.astype(_checks.compute_dtype(logits.dtype))
     log_p = jax.nn.log_softmax(x, axis=-1)
     p = jnp.exp(log_p)

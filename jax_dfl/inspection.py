@@ -206,6 +206,26 @@ FAMILIES: dict[str, Callable[..., jax.Array]] = {
 """Location families of logits for :func:`distribution_gradient_profile`, by name."""
 
 
+def _checked_family(
+    family: Callable[[jax.Array], jax.Array], num_bins: int
+) -> Callable[[jax.Array], jax.Array]:
+    """A custom ``family`` whose logits are checked to have ``num_bins`` bins, at trace time.
+
+    Its output, not an argument: the error names the family and ``num_bins`` instead of failing
+    in a reshape further on.
+    """
+
+    def make(location: jax.Array) -> jax.Array:
+        (logits,) = _checks.arrays(
+            "distribution_gradient_profile",
+            dims={"num_bins": num_bins},
+            family_logits=(family(location), "float", "num_bins"),
+        )
+        return logits
+
+    return make
+
+
 def distribution_gradient_profile(
     loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
     errors: ArrayLike,
@@ -278,7 +298,7 @@ def distribution_gradient_profile(
     num_bins = _checks.check_num_bins(num_bins)
     _checks.positive("width", width)
     if callable(family):
-        make = family
+        make = _checked_family(family, num_bins)
     elif family in FAMILIES:
         make = functools.partial(FAMILIES[family], num_bins=num_bins, width=width)
     else:

@@ -87,4 +87,8 @@ class Integral(nnx.Module):
     """
 
     def __call__(self, logits: ArrayLike) -> jax.Array:
+        # Checked here too, so that an error names Integral, not the decode it calls.
+        (logits,) = _checks.arrays(
+            "Integral", logits=(logits, "float", "... num_bins"), minimum={"num_bins": 2}
+        )
         return decode(logits)

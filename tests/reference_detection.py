@@ -3,8 +3,9 @@ from ultralytics' published algorithm, independently of jax_dfl.
 
 Loops over boxes, gts and points on purpose. Two task-aligned assigners: ``tal`` follows the
 algorithm as described in words (per gt, per point), ``tal_ultralytics`` follows the order of
-ultralytics' tensor steps (``TaskAlignedAssigner`` in ``ultralytics/utils/tal.py``, current
-version, with the small-box enlargement and ``topk2`` inactive) with its CIoU, eps included.
+ultralytics' tensor steps (``TaskAlignedAssigner`` in ``ultralytics/utils/tal.py`` as published in
+ultralytics 8.4.190, with its small-box enlargement ``stride_val`` and its ``topk2`` as options)
+with its CIoU, eps included.
 """
 
 from __future__ import annotations
@@ -162,14 +163,37 @@ def tal(
 
 
 def tal_ultralytics(
-    scores, pred_boxes, points, gt_labels, gt_boxes, gt_mask, *, top_k, alpha, beta, eps=1e-9
+    scores,
+    pred_boxes,
+    points,
+    gt_labels,
+    gt_boxes,
+    gt_mask,
+    *,
+    top_k,
+    alpha,
+    beta,
+    eps=1e-9,
+    topk2=None,
+    stride_val=None,
+    zero_metric_fill=False,
 ):
     """ultralytics' TaskAlignedAssigner (CIoU) step by step in NumPy, dense (G, A) arrays.
 
-    Mirrors its stages: in-gt mask, box metrics (CIoU with its eps, clamped at 0), top-k with
-    picks of metric <= eps masked out, highest-overlap resolution of multiply-claimed points,
-    targets gathered at argmax of the final mask, normalised alignment. Ties in the top-k are
-    broken by point order (torch.topk leaves them unspecified).
+    Transcribed from ``ultralytics/utils/tal.py`` of ultralytics 8.4.190 (PyPI), the names of
+    its hyper-parameters kept. Its stages: in-gt mask (``stride_val``: valid gt sides shorter
+    than it widened to it about the centre, through its xyxy -> xywh -> xyxy round trip), box
+    metrics (CIoU with its eps, clamped at 0, against the gt boxes as given), top-k per gt,
+    highest-overlap resolution of multiply-claimed points, the second top-k (``topk2``, skipped
+    when ``None`` or equal to ``top_k``, as there), targets gathered at the argmax of the final
+    mask, normalised alignment. Ties in both top-ks are broken by point order (torch.topk leaves
+    them unspecified).
+
+    One deviation by default, the one ``task_aligned_assign`` documents: picks of metric <= eps
+    are dropped from the top-k. ultralytics keeps every pick of a valid gt, so a gt with fewer
+    than ``top_k`` candidates of positive metric also gets some of its zero-metric candidates
+    (whichever torch.topk puts first among the zeros) as foreground of target score 0;
+    ``zero_metric_fill=True`` does that, zeros taken in point order.
     """
     scores = np.asarray(scores, np.float64)
     pred_boxes = np.asarray(pred_boxes, np.float64)
@@ -179,8 +203,15 @@ def tal_ultralytics(
     mask_gt = np.asarray(gt_mask, np.float64)[:, None]  # (G, 1)
     num_gt, num_points = len(gt_boxes), len(points)
     num_classes = scores.shape[1]
+    test_boxes = gt_boxes
+    if stride_val is not None:
+        # xyxy -> (centre, size); sides below stride_val (valid gts only) set to it; back to xyxy.
+        centre = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        size = gt_boxes[:, 2:] - gt_boxes[:, :2]
+        size = np.where((size < stride_val) & (mask_gt > 0), float(stride_val), size)
+        test_boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
     deltas = np.concatenate(
-        [points[None] - gt_boxes[:, None, :2], gt_boxes[:, None, 2:] - points[None]], axis=-1
+        [points[None] - test_boxes[:, None, :2], test_boxes[:, None, 2:] - points[None]], axis=-1
     )
     mask_in_gts = (deltas.min(-1) > eps).astype(np.float64)
     box_mask = (mask_in_gts * mask_gt).astype(bool)
@@ -192,7 +223,9 @@ def tal_ultralytics(
     align_metric = bbox_scores**alpha * overlaps**beta
     order = np.argsort(-align_metric, axis=-1, kind="stable")[:, :top_k]
     top_metrics = np.take_along_axis(align_metric, order, axis=-1)
-    topk_mask = (mask_gt > 0) & (top_metrics > eps)
+    topk_mask = np.broadcast_to(mask_gt > 0, top_metrics.shape)
+    if not zero_metric_fill:
+        topk_mask = topk_mask & (top_metrics > eps)
     count = np.zeros((num_gt, num_points))
     for g in range(num_gt):
         for k in range(top_k):
@@ -204,6 +237,13 @@ def tal_ultralytics(
         is_max = np.zeros_like(mask_pos)
         is_max[overlaps.argmax(0), np.arange(num_points)] = 1
         mask_pos = np.where(multi, is_max, mask_pos)
+        fg = mask_pos.sum(0)
+    if topk2 is not None and topk2 != top_k:
+        # Each gt keeps its topk2 points of highest metric among its final points.
+        second = np.argsort(-(align_metric * mask_pos), axis=-1, kind="stable")[:, :topk2]
+        in_second = np.zeros_like(mask_pos)
+        in_second[np.arange(num_gt)[:, None], second] = 1
+        mask_pos = mask_pos * in_second
         fg = mask_pos.sum(0)
     gt_index = mask_pos.argmax(0)
     labels = gt_labels[gt_index]

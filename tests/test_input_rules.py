@@ -247,8 +247,18 @@ CASES: dict[str, Case] = {
             "iou_eps": [0.0],
             "norm_eps": [-1e-9],
             "iou_kind": ["giou", None],
+            "top_k2": [0, 41, 2.5],
+            "candidate_min_size": [0.0, -16.0, float("nan")],
         },
-        traced_hyper=("alpha", "beta", "candidate_eps", "metric_eps", "iou_eps", "norm_eps"),
+        traced_hyper=(
+            "alpha",
+            "beta",
+            "candidate_eps",
+            "metric_eps",
+            "iou_eps",
+            "norm_eps",
+            "candidate_min_size",
+        ),
         # Documented: a point whose score, predicted box or coordinates are not finite is
         # never a candidate (background); a non-finite gt box claims no point.
         nan_gives_finite=("pred_scores", "pred_boxes", "points"),
@@ -269,6 +279,15 @@ CASES: dict[str, Case] = {
         bad_hyper={"max_foreground": [0, N + 1, 1.5]},
         differentiable=("pred_logits", "pred_boxes"),
         mask_arg="foreground",
+    ),
+    "validate_assignment_inputs": Case(
+        # Returns nothing; its own rules are the dtype and shape ones (its checks: test_misuse_checks).
+        jax_dfl.validate_assignment_inputs,
+        {
+            "pred_boxes": Arg(REAL, _boxes((2, 40)), anchor=True),
+            "pred_scores": Arg(FLOATING, _uniform((2, 40, 3), 0, 1)),
+        },
+        returns_nothing=True,
     ),
     "validate_foreground": Case(
         lambda foreground, **kw: jax_dfl.validate_foreground(foreground, **kw),
