@@ -22,6 +22,10 @@ from .study import select_lr
 SCALAR_PAIRS = (("l2", "l1"), ("l2", "smooth_l1"), ("smooth_l1", "l1"), ("l1_std", "l1"))
 
 
+# The columns of the per-learning-rate table: the grid of every config, with its edge extensions.
+LR_COLUMNS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
 def _per_lr(results: dict, loss: str, lr: float) -> list[dict]:
     return sorted(
         (r for r in results["runs"] if r["loss"] == loss and r["lr"] == lr), key=lambda r: r["seed"]
@@ -206,6 +210,19 @@ def extra_markdown(extra: dict) -> str:
             + " | ".join(cells)
             + " |"
         )
+    # Every arm at every learning rate tried: a comparison of two arms at the same lr separates the
+    # loss from the learning-rate choice (which the tables above mix).
+    lines += [
+        "\n## Median steps to 0.1 at each learning rate tried (over seeds; - when a seed never got there)\n",
+        "| arm | definition | " + " | ".join(f"lr {lr:g}" for lr in LR_COLUMNS) + " |",
+        "|---" * (2 + len(LR_COLUMNS)) + "|",
+    ]
+    for loss in extra["lr_choice"]:
+        for d in definitions:
+            by_lr = extra["best_median_steps_to_0.1_over_the_grid"][loss][d]["median_by_lr"]
+            cells = [by_lr.get(f"{lr:g}", "n/a") for lr in LR_COLUMNS]
+            text = ["n/a" if c == "n/a" else "-" if c is None else f"{c:.0f}" for c in cells]
+            lines.append(f"| {loss} | {d} | " + " | ".join(text) + " |")
     lines += ["\n## HL-Gauss label mean minus y (bins), support edges at -0.5 and 16.5\n"]
     for s, v in extra["hl_gauss_label_mean_bias"].items():
         lines.append(f"- {s}: " + ", ".join(f"{y}: {b:+.4f}" for y, b in v.items()))
