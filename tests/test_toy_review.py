@@ -1,14 +1,17 @@
-"""Checks added after the review of the toy ablation: the grid median and the early-resolution rerun."""
+"""Checks added after the review of the toy ablation: the grid median, the early-resolution rerun and
+the per-lr tables of the extra comparisons."""
 
 from __future__ import annotations
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.toy_regression import extra
 from experiments.toy_regression import main as script
 from experiments.toy_regression import task as toy_task
 
@@ -55,3 +58,42 @@ def test_early_rerun_repeats_the_source_run(tmp_path):
         assert out["arms"][arm]["max_abs_diff_from_source_test_curve"] < 1e-5
         assert set(out["summary"][arm]) == {"0.2", "0.1"}
     assert "| dfl |" in (tmp_path / "e" / "summary.md").read_text()
+
+
+def _brute_force_steps(curve, limit, definition):
+    """Steps to ``limit`` by scanning the curve: the first evaluation at or below it, or the first
+    from which every later one is."""
+    steps = np.array([s for s, _ in curve])
+    below = np.array([m for _, m in curve]) <= limit
+    if definition == "first":
+        return int(steps[below.argmax()]) if below.any() else None
+    stays = np.flip(np.cumprod(np.flip(below))).astype(bool)  # below from here to the end
+    return int(steps[stays.argmax()]) if stays.any() else None
+
+
+@pytest.mark.parametrize("name", ["0.1", "0.06"])
+def test_committed_median_steps_by_lr_match_a_brute_force_count(name):
+    # The per-lr tables of extra_comparisons.{json,md} (which the toy page quotes) against a direct
+    # count over the committed test curves, and the committed file against a recomputation.
+    root = pathlib.Path(__file__).resolve().parents[1] / "results" / "toy_regression_full"
+    full = json.loads((root / "results.json").read_text())
+    fresh = extra.extra_comparisons(full, None)
+    committed = json.loads((root / "extra_comparisons.json").read_text())
+    key = "median_steps_to_0.06_by_lr"
+    for loss in full["config"]["losses"]:
+        for d in ("first", "sustained"):
+            if name == "0.1":
+                got = fresh["best_median_steps_to_0.1_over_the_grid"][loss][d]["median_by_lr"]
+                saved = committed["best_median_steps_to_0.1_over_the_grid"][loss][d]["median_by_lr"]
+            else:
+                got, saved = fresh[key][loss][d], committed[key][loss][d]
+            assert got == saved
+            for lr in full["selected_lrs"][loss]["tried"]:
+                runs = [r for r in full["runs"] if r["loss"] == loss and r["lr"] == lr]
+                per_seed = [_brute_force_steps(r["test_curve"], float(name), d) for r in runs]
+                want = None if None in per_seed else float(np.median(per_seed))
+                assert got[f"{lr:g}"] == want
+    # The value the toy page quotes: DFL at lr 3e-3 reaches 0.06 at step 3430 (median, both definitions).
+    if name == "0.06":
+        assert fresh[key]["dfl"]["first"]["0.003"] == fresh[key]["dfl"]["sustained"]["0.003"] == 3430
+        assert "## Median steps to 0.06 at each learning rate tried" in extra.extra_markdown(fresh)

@@ -1,7 +1,8 @@
 """Extra comparisons computed from saved results files only (``--extra``; trains nothing).
 
 Scalar losses against each other, per-seed steps to 0.1, ``dist_l1`` at every learning rate,
-each arm's end point against its own optimum, the learning rate under other criteria, HL-Gauss's
+each arm's end point against its own optimum, the learning rate under other criteria, each arm's
+median steps to 0.1 and to 0.06 at every learning rate tried, HL-Gauss's
 label bias near the ends, and one Holm family over every paired test of the full (and long) runs'
 summaries plus the scalar pairs. Steps are read from the saved test curves under the crossing
 ``definitions`` asked for (:mod:`.metrics`); statistics from :mod:`experiments.common.stats`.
@@ -24,6 +25,8 @@ SCALAR_PAIRS = (("l2", "l1"), ("l2", "smooth_l1"), ("smooth_l1", "l1"), ("l1_std
 
 # The columns of the per-learning-rate table: the grid of every config, with its edge extensions.
 LR_COLUMNS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+# A threshold reached only late in training, tabulated at every lr as 0.1 is.
+LATE_THRESHOLD = "0.06"
 
 
 def _per_lr(results: dict, loss: str, lr: float) -> list[dict]:
@@ -36,6 +39,15 @@ def _steps(results: dict, loss: str, name: str, definition: str, lr: float | Non
     limit = results["config"]["thresholds"][name]
     runs = report.chosen(results["runs"], loss) if lr is None else _per_lr(results, loss, lr)
     return [report.seed_steps(r, definition, limit) for r in runs]
+
+
+def _medians_by_lr(results: dict, loss: str, name: str, definition: str) -> dict:
+    """Median steps to threshold ``name`` at each lr tried (None where a seed never got there)."""
+    medians = {}
+    for lr in results["selected_lrs"][loss]["tried"]:
+        reach = _steps(results, loss, name, definition, lr)
+        medians[f"{lr:g}"] = float(np.median(reach)) if all(s is not None for s in reach) else None
+    return medians
 
 
 def _p(entry: dict) -> float:
@@ -99,10 +111,7 @@ def extra_comparisons(full: dict, long: dict | None, definitions=metrics.DEFINIT
         }
         best[loss] = {}
         for d in definitions:
-            medians = {}
-            for lr in tried:
-                reach = _steps(full, loss, "0.1", d, lr)
-                medians[f"{lr:g}"] = float(np.median(reach)) if all(s is not None for s in reach) else None
+            medians = _medians_by_lr(full, loss, "0.1", d)
             done = {lr: m for lr, m in medians.items() if m is not None}
             best[loss][d] = {
                 "median_by_lr": medians,
@@ -112,6 +121,11 @@ def extra_comparisons(full: dict, long: dict | None, definitions=metrics.DEFINIT
     out["lr_choice"] = choice
     out["auc_weight_of_first_200_steps"] = 200 / full["config"]["eval_steps"][-1]
     out["best_median_steps_to_0.1_over_the_grid"] = best
+    # The same at 0.06, reached in the cosine tail: how much a late threshold depends on the lr.
+    if LATE_THRESHOLD in names:
+        out[f"median_steps_to_{LATE_THRESHOLD}_by_lr"] = {
+            loss: {d: _medians_by_lr(full, loss, LATE_THRESHOLD, d) for d in definitions} for loss in losses
+        }
 
     bins = np.arange(full["config"]["task"]["num_bins"], dtype=np.float64)
     out["hl_gauss_label_mean_bias"] = {
@@ -212,17 +226,23 @@ def extra_markdown(extra: dict) -> str:
         )
     # Every arm at every learning rate tried: a comparison of two arms at the same lr separates the
     # loss from the learning-rate choice (which the tables above mix).
-    lines += [
-        "\n## Median steps to 0.1 at each learning rate tried (over seeds; - when a seed never got there)\n",
-        "| arm | definition | " + " | ".join(f"lr {lr:g}" for lr in LR_COLUMNS) + " |",
-        "|---" * (2 + len(LR_COLUMNS)) + "|",
-    ]
-    for loss in extra["lr_choice"]:
-        for d in definitions:
-            by_lr = extra["best_median_steps_to_0.1_over_the_grid"][loss][d]["median_by_lr"]
-            cells = [by_lr.get(f"{lr:g}", "n/a") for lr in LR_COLUMNS]
-            text = ["n/a" if c == "n/a" else "-" if c is None else f"{c:.0f}" for c in cells]
-            lines.append(f"| {loss} | {d} | " + " | ".join(text) + " |")
+    best = extra["best_median_steps_to_0.1_over_the_grid"]
+    tables = {"0.1": {loss: {d: best[loss][d]["median_by_lr"] for d in definitions} for loss in best}}
+    late = extra.get(f"median_steps_to_{LATE_THRESHOLD}_by_lr")
+    if late is not None:
+        tables[LATE_THRESHOLD] = late
+    for name, by_loss in tables.items():
+        lines += [
+            f"\n## Median steps to {name} at each learning rate tried (over seeds; - when a seed never "
+            "got there)\n",
+            "| arm | definition | " + " | ".join(f"lr {lr:g}" for lr in LR_COLUMNS) + " |",
+            "|---" * (2 + len(LR_COLUMNS)) + "|",
+        ]
+        for loss, per_definition in by_loss.items():
+            for d, by_lr in per_definition.items():
+                cells = [by_lr.get(f"{lr:g}", "n/a") for lr in LR_COLUMNS]
+                text = ["n/a" if c == "n/a" else "-" if c is None else f"{c:.0f}" for c in cells]
+                lines.append(f"| {loss} | {d} | " + " | ".join(text) + " |")
     lines += ["\n## HL-Gauss label mean minus y (bins), support edges at -0.5 and 16.5\n"]
     for s, v in extra["hl_gauss_label_mean_bias"].items():
         lines.append(f"- {s}: " + ", ".join(f"{y}: {b:+.4f}" for y, b in v.items()))

@@ -18,9 +18,13 @@ grow their output weights to the targets' spread (sd 4.6 bins). The standardised
 (``l1_std``) predicts ``z = (y - mean) / sd`` with ``mean``, ``sd`` the targets' distribution's
 (:func:`task.target_moments`, known here, as a data set's statistics would be), starts at
 ``z = 0`` (the same middle) and is decoded to bins by ``mean + sd * z``; its loss is L1 in
-standard units, i.e. L1 in bins divided by ``sd``, which Adam's per-parameter scaling makes
-almost the same update as L1's: what differs is the head's parameterisation. Distribution heads
-are decoded by expectation over the bins.
+standard units. For the same function (head weights ``w / sd`` and bias ``(b - mean) / sd``
+for ``l1``'s ``w``, ``b``) the error has the same sign, so the gradients on the head's
+parameters are those of ``l1`` (sign of the error times the features; the sign for the bias),
+not smaller; only the trunk's gradients shrink, by ``sd``, which Adam's per-parameter scaling
+removes (up to its epsilon). So under Adam ``l1_std`` is ``l1`` with the head's initial weights
+and its effective learning rate (in bins) both multiplied by ``sd`` (4.6), together.
+Distribution heads are decoded by expectation over the bins.
 """
 
 from __future__ import annotations
