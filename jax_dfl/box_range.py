@@ -4,8 +4,9 @@ Each side of a box is a distance from an anchor point in units of the point's
 stride, predicted over the bins ``0 .. num_bins - 1`` (or ``bin_values``). The
 largest side distance a level of stride ``s`` can represent is
 ``s * (num_bins - 1)`` pixels (``s * bin_values[-1]``); DFL clips farther
-targets to the last bin, so boxes stop growing there. These functions measure
-how much of a data set (or of a training batch's targets) lies beyond that.
+targets to the last bin, so boxes stop growing there (and targets below the
+first bin to the first). These functions measure how much of a data set (or of
+a training batch's targets) lies outside the bins.
 
 Inputs follow the input rules of ``docs/conventions.md``.
 """
@@ -24,9 +25,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jax_dfl import _checks
+from jax_dfl.assignment import _widen
 from jax_dfl.boxes import bbox2distance
 
-# COCO's size groups: sqrt(area) < 32 px is small, < 96 px medium, the rest large.
+# COCO's size thresholds (32, 96 px), here on sqrt(box area) (COCO compares its annotations' area).
 DEFAULT_SIZE_EDGES = (32.0, 96.0)
 # Unused rows of clipped_fraction: a well-formed box and point, so no NaN meets a masked branch.
 _SAFE_BOX = (0.0, 0.0, 2.0, 2.0)
@@ -45,13 +47,18 @@ class BoxRangeCounts(NamedTuple):
     """``(L, S)`` int32: side distances counted, by level and by gt size bucket (4 per candidate)."""
     num_clipped: jax.Array
     """``(L, S)`` int32: those outside the bins' range, which DFL would clip."""
+    num_below_first: jax.Array
+    """``(L, S)`` int32: those of ``num_clipped`` below the first bin value (``d < 0``, or
+    ``d < bin_values[0]``), which no number of bins fixes: negative distances of points outside a
+    small box that ``candidate_min_size`` widened, or distances under a first bin value above 0."""
     max_distance: jax.Array
     """``(L,)`` float: the largest counted side distance, in bin units (pixels / stride); 0 for a
     level with none; NaN if a point, a point stride or a valid gt box is not finite."""
     histogram: jax.Array
     """``(L, max_histogram_distance + 2)`` int32: slot ``j`` counts side distances ``d`` with
-    ``j - 1 < d <= j`` (bin units; slot 0 holds ``d <= 0``), the last slot those above
-    ``max_histogram_distance``."""
+    ``j - 1 < d <= j`` (bin units), the last slot those above ``max_histogram_distance``. Slot 0
+    holds ``d <= 0``, negative distances (from ``candidate_min_size``) included: read the far end
+    from the histogram and the low end from ``num_below_first``."""
 
 
 def _static_numbers(name: str, values, *, allow_empty: bool) -> tuple[float, ...]:
@@ -160,8 +167,9 @@ def box_range_counts(
     bin_values: ArrayLike | None = None,
     size_edges: Sequence[float] = DEFAULT_SIZE_EDGES,
     max_histogram_distance: int = 255,
+    candidate_min_size: float | ArrayLike | None = None,
 ) -> BoxRangeCounts:
-    r"""Counts of the foreground side distances of padded ground truth, and of those beyond the bins.
+    r"""Counts of the candidate side distances of padded ground truth, and of those outside the bins.
 
     **Which distances.** For each valid gt box :math:`g` (``gt_mask``) and each
     point :math:`a` strictly inside it (all four pixel distances to its sides
@@ -172,24 +180,39 @@ def box_range_counts(
 
     are counted at the point's level (the ``l`` with ``strides[l] == point_strides[a]``).
     "Strictly inside" is the candidate test of :func:`jax_dfl.task_aligned_assign`
-    (and of ultralytics' ``TaskAlignedAssigner``) at a margin of 0: these
-    points are a superset of the assigner's candidates at any
-    ``candidate_eps > 0``, and its foreground (at most ``top_k`` of them per gt)
-    is a subset. So the counts bound what training can meet: if no counted
-    distance is clipped, no DFL target will be; the number of clipped targets
-    in training is at most the number counted here. Which candidates the
-    assigner picks depends on the model (it usually prefers the level whose
-    predicted boxes fit); :func:`clipped_fraction` measures those during training.
+    (and of ultralytics' ``TaskAlignedAssigner``) at a margin of 0. With
+    ``candidate_min_size=m``, as the assigner's option of that name, the test
+    is against the box widened as the assigner widens it (sides shorter than
+    :math:`m` grow to :math:`m` about the centre), while the distances are
+    still to the box itself: a point outside a small box can then be counted,
+    with negative side distances, which DFL clips at the low end (counted in
+    ``num_clipped`` and ``num_below_first``; histogram slot 0).
+
+    **What the counts bound, and when.** *If* ``candidate_min_size`` is the
+    one the assigner uses (``None`` for :func:`jax_dfl.task_aligned_assign`'s
+    default, as ultralytics up to 8.3; ``16.0`` for ultralytics 8.4's default
+    at strides 8, 16, 32), the counted points are a superset of the assigner's
+    candidates at any ``candidate_eps > 0``, and its foreground (at most
+    ``top_k`` of them per gt) is a subset. Then the counts bound what training
+    can meet: if no counted distance is clipped, no DFL target of this data
+    will be; the number of clipped targets is at most the number counted here.
+    Counted with another candidate rule they bound nothing: counted without
+    ``candidate_min_size`` for an assigner that widens, a gt box with a side
+    shorter than its ``candidate_min_size`` can get foreground points outside
+    it, whose clipped targets are not counted. Which candidates the assigner
+    picks depends on the model (it usually prefers the level whose predicted
+    boxes fit); :func:`clipped_fraction` measures those during training.
 
     **What is counted**, by level and by the gt's size bucket (its
     :math:`\sqrt{\text{area}}` in pixels against ``size_edges``: bucket ``i``
     holds ``size_edges[i-1] <= sqrt(area) < size_edges[i]``): the number of
-    side distances and the number outside the bins' range ``[first, last]``
+    side distances, the number outside the bins' range ``[first, last]``
     (``[0, num_bins - 1]`` or ``[bin_values[0], bin_values[-1]]``), which
-    :func:`jax_dfl.distribution_focal_loss` clips. A distance exactly on the last
-    bin is representable, not clipped. Per level also the largest distance and a
-    histogram with unit-wide slots, from which :func:`box_range_report` finds
-    the smallest ``num_bins`` that covers a given fraction.
+    :func:`jax_dfl.distribution_focal_loss` clips, and of those the number below
+    ``first``. A distance exactly on the first or last bin is representable, not
+    clipped. Per level also the largest distance and a histogram with unit-wide
+    slots, from which :func:`box_range_report` finds the smallest ``num_bins``
+    that covers a given fraction at the far end.
 
     Every leading axis of ``gt_boxes`` (images of a chunk) is summed over,
     and so does :func:`box_range_report` over chunks: scan a data set in
@@ -209,6 +232,16 @@ def box_range_counts(
       axes) and ``A`` points, e.g. 13 MB per image at YOLOv8's 8400 points and
       100 slots in float32. Choose the chunk size accordingly.
 
+    .. warning::
+      The counts are int32 and one call can overflow them (silently, as JAX
+      integers wrap): ``num_sides`` and the histogram grow by up to
+      ``4 x G x A`` per image, all of a call's images together. At 1280 px
+      (33,600 points at strides 8, 16, 32) and 100 gt slots that is up to
+      13.4 million per image, so a call of more than about 150 such images can
+      wrap. Rule of thumb: keep ``4 x images x G x A < 2**31`` per call (or
+      :func:`jax.vmap` over images, which gives per-image counts);
+      :func:`box_range_report` sums calls and images in int64.
+
     Args:
       points: ``(A, 2)`` point coordinates ``(x, y)`` in pixels.
       gt_boxes: ``(..., G, 4)`` xyxy gt boxes in pixels, padded to ``G`` slots.
@@ -222,15 +255,21 @@ def box_range_counts(
       bin_values: ``(num_bins,)`` strictly increasing bin positions instead
         (may be traced).
       size_edges: increasing :math:`\sqrt{\text{area}}` edges in pixels of the size buckets
-        (``S = len(size_edges) + 1``; static). The default, ``(32, 96)``, gives
-        COCO's small (< 32 px), medium and large (>= 96 px); ``()`` one bucket.
+        (``S = len(size_edges) + 1``; static). The default, ``(32, 96)``, is
+        COCO's thresholds (32, 96 px), on sqrt(box area); ``()`` one bucket.
       max_histogram_distance: the histogram resolves distances up to this many
         bins (a Python int), so recommendations reach ``num_bins =
         max_histogram_distance + 1``.
+      candidate_min_size: the assigner's option of that name: for the inside
+        test only, gt box sides shorter than this are widened to it about the
+        box's centre (``> 0``, pixels; may be traced), with
+        :func:`jax_dfl.task_aligned_assign`'s own rule. ``None`` (default): the
+        boxes as given. Give the assigner's value, or the counts bound nothing.
 
     Returns:
-      A :class:`BoxRangeCounts`: ``num_sides`` and ``num_clipped`` ``(L, S)``
-      int32, ``max_distance`` ``(L,)`` (at least float32), ``histogram``
+      A :class:`BoxRangeCounts`: ``num_sides``, ``num_clipped`` and
+      ``num_below_first`` ``(L, S)`` int32, ``max_distance`` ``(L,)`` (at least
+      float32), ``histogram``
       ``(L, max_histogram_distance + 2)`` int32.
 
     Examples:
@@ -248,15 +287,27 @@ def box_range_counts(
       >>> print(counts.max_distance)  # (40 - 4) / 8
       [4.5]
 
+      A 2 x 2 px box between points: no point is inside it, but with
+      ``candidate_min_size=16`` (ultralytics 8.4) it is widened to 16 x 16 px for
+      the test, and its four nearest points count, each with two negative sides:
+
+      >>> small = jnp.array([[13.0, 13.0, 15.0, 15.0]])
+      >>> counts = box_range_counts(points, small, gt_mask, point_strides=point_strides,
+      ...                           strides=(8,), num_bins=4, candidate_min_size=16.0)
+      >>> print(counts.num_sides, counts.num_clipped, counts.num_below_first)
+      [[16  0  0]] [[8 0 0]] [[8 0 0]]
+
     References:
       Li et al., `Generalized Focal Loss <https://arxiv.org/abs/2006.04388>`_,
-      NeurIPS 2020; COCO's size groups (`cocodataset.org/#detection-eval
+      NeurIPS 2020; COCO's size thresholds (`cocodataset.org/#detection-eval
       <https://cocodataset.org/#detection-eval>`_).
     """
     dims = _bin_dims("box_range_counts", num_bins, bin_values)
     strides = _check_strides(strides)
     size_edges = _check_size_edges(size_edges)
     max_histogram_distance = _checks.positive_int("max_histogram_distance", max_histogram_distance)
+    if candidate_min_size is not None:
+        _checks.positive("candidate_min_size", candidate_min_size)
     points, point_strides, gt_boxes, gt_mask, bin_values = _checks.arrays(
         "box_range_counts",
         points=(points, "real", "A 2"),
@@ -295,13 +346,18 @@ def box_range_counts(
     on_level = jnp.any(level_match, axis=-1) & finite_point
 
     # (G, A, 4) pixel distances: the ops of bbox2distance, so they equal yolo_box_loss's targets.
-    pixels = bbox2distance(
-        points, jnp.broadcast_to(boxes[:, None, :], (boxes.shape[0], *points.shape[:1], 4))
-    )
-    inside = (jnp.min(pixels, axis=-1) > 0) & (mask & finite_gt)[:, None] & on_level[None, :]
+    def distances_to(xyxy):
+        return bbox2distance(points, jnp.broadcast_to(xyxy[:, None, :], (xyxy.shape[0], points.shape[0], 4)))
+
+    pixels = distances_to(boxes)
+    # The candidate test against the box the assigner tests (widened by its own helper); the
+    # distances stay those to the real box, which DFL is given.
+    tested = pixels if candidate_min_size is None else distances_to(_widen(boxes, candidate_min_size))
+    inside = (jnp.min(tested, axis=-1) > 0) & (mask & finite_gt)[:, None] & on_level[None, :]
     safe_strides = jnp.where(on_level, point_strides, 1)
     distances = pixels / safe_strides[None, :, None]
-    clipped = ((distances < first) | (distances > last)) & inside[..., None]
+    below = (distances < first) & inside[..., None]
+    clipped = below | ((distances > last) & inside[..., None])
 
     width = jnp.maximum(boxes[:, 2] - boxes[:, 0], 0)
     height = jnp.maximum(boxes[:, 3] - boxes[:, 1], 0)
@@ -314,6 +370,7 @@ def box_range_counts(
     zeros = jnp.zeros((num_levels * num_sizes,), jnp.int32)
     num_sides = zeros.at[cell.reshape(-1)].add(4 * inside.reshape(-1).astype(jnp.int32))
     num_clipped = zeros.at[cell.reshape(-1)].add(jnp.sum(clipped, axis=-1, dtype=jnp.int32).reshape(-1))
+    num_below_first = zeros.at[cell.reshape(-1)].add(jnp.sum(below, axis=-1, dtype=jnp.int32).reshape(-1))
 
     counted = jnp.where(inside[..., None], distances, 0)
     per_point = jnp.max(counted, axis=(0, 2), initial=0)  # (A,)
@@ -321,6 +378,7 @@ def box_range_counts(
     max_distance = jnp.where(poisoned, jnp.nan, max_distance)
 
     # Slot ceil(d): d <= j exactly when ceil(d) <= j, so sums of slots 0..K-1 count d <= K - 1.
+    # Negative distances (candidate_min_size) go to slot 0: the far end is read from the histogram.
     slot = jnp.ceil(jnp.clip(counted, 0, num_slots - 1)).astype(jnp.int32)
     histogram = jnp.zeros((num_levels * num_slots,), jnp.int32)
     histogram = histogram.at[(level[None, :, None] * num_slots + slot).reshape(-1)].add(
@@ -329,6 +387,7 @@ def box_range_counts(
     return BoxRangeCounts(
         num_sides=num_sides.reshape(num_levels, num_sizes),
         num_clipped=num_clipped.reshape(num_levels, num_sizes),
+        num_below_first=num_below_first.reshape(num_levels, num_sizes),
         max_distance=max_distance,
         histogram=histogram.reshape(num_levels, num_slots),
     )
@@ -357,17 +416,22 @@ class BoxRangeReport(NamedTuple):
     """``(L, S)`` int64: side distances counted."""
     num_clipped: np.ndarray
     """``(L, S)`` int64: those outside the bins' range."""
+    num_below_first: np.ndarray
+    """``(L, S)`` int64: those of ``num_clipped`` below the first bin value (see
+    :class:`BoxRangeCounts`); clipped whatever the number of bins."""
     max_distance: np.ndarray
     """``(L,)`` float64: the largest side distance, in bin units."""
     histogram: np.ndarray
     """``(L, H + 2)`` int64: the summed histograms (see :class:`BoxRangeCounts`)."""
     recommended_num_bins: tuple[int | None, ...]
-    """Per level: the smallest ``num_bins >= 2`` whose uniform bins ``0 .. num_bins - 1`` leave at
-    least ``coverage`` of the level's side distances unclipped; None if the level has none, or if
-    it would take more bins than the histogram resolves."""
+    """Per level: the smallest ``num_bins >= 2`` such that at most ``1 - coverage`` of the level's
+    counted side distances lie beyond ``num_bins - 1`` (the far end; the low end is
+    ``num_below_first``); None if the level has none, or if it would take more bins than the
+    histogram resolves. See :func:`box_range_report` for what it guarantees."""
     recommended_num_bins_all: int | None
-    """One ``num_bins`` for every level: the largest of ``recommended_num_bins`` (so every level
-    reaches ``coverage``); None if any level's is None for lack of histogram (not of data)."""
+    """The largest of ``recommended_num_bins``: the ``num_bins`` that covers ``coverage`` of the
+    counted (candidate) distances of every level, an upper bound rather than advice (see
+    :func:`box_range_report`); None if any level's is None for lack of histogram (not of data)."""
 
     @property
     def fraction_clipped(self) -> np.ndarray:
@@ -384,6 +448,17 @@ class BoxRangeReport(NamedTuple):
         """The same over every level and size; NaN if nothing was counted."""
         return float(_ratio(self.num_clipped.sum(), self.num_sides.sum()))
 
+    @property
+    def level_fraction_below_first(self) -> np.ndarray:
+        """``(L,)``: side distances below the first bin / counted, per level; NaN where none were
+        counted. Clipped whatever ``num_bins``: add it to the recommendation's ``1 - coverage``."""
+        return _ratio(self.num_below_first.sum(-1), self.num_sides.sum(-1))
+
+    @property
+    def overall_fraction_below_first(self) -> float:
+        """The same over every level; NaN if nothing was counted."""
+        return float(_ratio(self.num_below_first.sum(), self.num_sides.sum()))
+
     def size_labels(self) -> list[str]:
         """A name for each size bucket, e.g. ``["< 32 px", "32-96 px", ">= 96 px"]``."""
         edges = [f"{e:.4g}" for e in self.size_edges]
@@ -399,9 +474,14 @@ class BoxRangeReport(NamedTuple):
         return f"{self.num_bins} bin_values {self.bin_values[0]:g}..{self.bin_values[-1]:g}"
 
     def to_markdown(self) -> str:
-        """The report as a Markdown table, one row per level and one for all levels."""
+        """The report as a Markdown table, one row per level and one for all levels.
+
+        A column "below first bin" (the share of each level's distances below the first bin value,
+        clipped whatever ``num_bins``) stands before the recommendation when any distance is below it.
+        """
         # One bucket: its column would repeat "clipped".
         labels = self.size_labels() if self.size_edges else []
+        below = [_percent(v) for v in self.level_fraction_below_first] if self.num_below_first.any() else None
         goal = _percent(self.coverage)
         header = [
             "level",
@@ -411,6 +491,7 @@ class BoxRangeReport(NamedTuple):
             "sides",
             "clipped",
             *[f"clipped, {label}" for label in labels],
+            *(["below first bin"] if below else []),
             f"num_bins for {goal}",
         ]
         rows = []
@@ -427,6 +508,7 @@ class BoxRangeReport(NamedTuple):
                         _cell(self.num_clipped[level, s], self.num_sides[level, s])
                         for s in range(len(labels))
                     ],
+                    *([below[level]] if below else []),
                     _maybe(self.recommended_num_bins[level]),
                 ]
             )
@@ -442,6 +524,7 @@ class BoxRangeReport(NamedTuple):
                     _cell(self.num_clipped[:, s].sum(), self.num_sides[:, s].sum())
                     for s in range(len(labels))
                 ],
+                *([_percent(self.overall_fraction_below_first)] if below else []),
                 _maybe(self.recommended_num_bins_all),
             ]
         )
@@ -472,10 +555,13 @@ class BoxRangeReport(NamedTuple):
                     "num_sides": int(self.num_sides[level].sum()),
                     "num_clipped": int(self.num_clipped[level].sum()),
                     "fraction_clipped": _number(self.level_fraction_clipped[level]),
+                    "num_below_first": int(self.num_below_first[level].sum()),
+                    "fraction_below_first": _number(self.level_fraction_below_first[level]),
                     "by_size": {
                         label: {
                             "num_sides": int(self.num_sides[level, s]),
                             "num_clipped": int(self.num_clipped[level, s]),
+                            "num_below_first": int(self.num_below_first[level, s]),
                             "fraction_clipped": _number(self.fraction_clipped[level, s]),
                         }
                         for s, label in enumerate(labels)
@@ -492,6 +578,8 @@ class BoxRangeReport(NamedTuple):
             "num_sides": int(self.num_sides.sum()),
             "num_clipped": int(self.num_clipped.sum()),
             "fraction_clipped": _number(self.overall_fraction_clipped),
+            "num_below_first": int(self.num_below_first.sum()),
+            "fraction_below_first": _number(self.overall_fraction_below_first),
             "recommended_num_bins_all": self.recommended_num_bins_all,
         }
 
@@ -561,13 +649,35 @@ def box_range_report(
     (unit-wide slots in bin units, so no interpolation), for each level the
     smallest ``num_bins >= 2`` such that at least ``coverage`` of the level's
     counted side distances :math:`d` satisfy :math:`d \le` ``num_bins - 1``:
-    with that many uniform bins, at most a ``1 - coverage`` fraction of them is
-    clipped (exactly, for the data counted). ``recommended_num_bins_all`` is the
-    largest over levels (a head has one ``num_bins``), so every level reaches
-    ``coverage``. For ``bin_values``, the same number minus 1 is the last bin
-    value needed. The recommendation is about the counted distances (see
-    :func:`box_range_counts` for which ones): it says nothing about data not
-    scanned.
+    with bins ending at ``num_bins - 1``, at most a ``1 - coverage`` fraction of
+    them is clipped at the far end (exactly, for the data counted). For
+    ``bin_values``, the same number minus 1 is the last bin value needed.
+
+    The low end is apart: the distances below the first bin value
+    (``num_below_first``, the column "below first bin") are clipped whatever
+    the number of bins. With bins starting where the counts' start (0 for
+    ``num_bins``, else ``bin_values[0]``), the clipped share is at most
+    ``1 - coverage`` plus that share, and at most ``1 - coverage`` when it is 0,
+    which it is when ``bin_values[0] <= 0`` (or ``num_bins``) and no
+    ``candidate_min_size`` widening reaches a point outside its box. With a
+    first bin value above 0, the distances in ``(0, bin_values[0])`` clip too.
+
+    ``recommended_num_bins_all``, the largest over levels, is what covers
+    ``coverage`` of the candidates of every level: an upper bound, not advice.
+    The candidates are every point inside a box at every level (a P3 point
+    inside a 1000 px box, say), and the assigner makes few of them foreground,
+    mostly at the level whose predicted boxes fit, so a head usually needs far
+    fewer bins; read the level that holds the large objects, and measure
+    :func:`clipped_fraction` during training. At ``coverage=1`` it is the
+    smallest ``num_bins`` under which no target of the counted data is clipped
+    at the far end (when the counts' candidate rule is the assigner's, see
+    :func:`box_range_counts`); at ``coverage < 1`` it bounds the *number* of
+    clipped candidate distances, not their share among the foreground, which
+    can be larger. Everything here is about the counted distances: it says
+    nothing about data not scanned.
+
+    Sums are int64 (NumPy), whatever the number of chunks; each chunk's int32
+    counts must not have wrapped (see :func:`box_range_counts`).
 
     .. seealso::
       :doc:`/box_range` (how to read the report).
@@ -630,10 +740,11 @@ def box_range_report(
             f"box_range_report: the counts have {sizes} size buckets, but size_edges={list(size_edges)} "
             f"gives {len(size_edges) + 1}: pass the size_edges they were counted with"
         )
-    num_sides, num_clipped, max_distance, histogram, bin_values = _checks.arrays(
+    num_sides, num_clipped, num_below_first, max_distance, histogram, bin_values = _checks.arrays(
         "box_range_report",
         num_sides=(fields["num_sides"], "int", "... L S"),
         num_clipped=(fields["num_clipped"], "int", "... L S"),
+        num_below_first=(fields["num_below_first"], "int", "... L S"),
         max_distance=(fields["max_distance"], "float", "... L"),
         histogram=(fields["histogram"], "int", "... L H"),
         bin_values=(bin_values, "real | None", "num_bins"),
@@ -661,6 +772,7 @@ def box_range_report(
         representable_range=np.asarray(strides, np.float64) * last,
         num_sides=num_sides.sum(axis=lead, dtype=np.int64),
         num_clipped=num_clipped.sum(axis=lead, dtype=np.int64),
+        num_below_first=num_below_first.sum(axis=lead, dtype=np.int64),
         max_distance=np.max(max_distance.astype(np.float64), axis=lead),
         histogram=summed_histogram,
         recommended_num_bins=tuple(recommended),
@@ -688,9 +800,13 @@ def clipped_fraction(
       \frac{\#\{(a, k) : a \in F,\ d_{a,k} \notin [v_0, v_{K-1}]\}}{4\,|F|}
 
     with :math:`[v_0, v_{K-1}]` = ``[0, num_bins - 1]`` (or the ends of
-    ``bin_values``). A target exactly on the last bin is representable. Points
-    of the assigner's foreground lie inside their boxes, so only the far end
-    clips for them. Log it beside the loss: a growing fraction means boxes are
+    ``bin_values``). A target exactly on the first or last bin is
+    representable. Both ends count: without ``candidate_min_size`` the
+    assigner's foreground points lie strictly inside their boxes, so only the
+    far end clips for them (and the low end for a ``bin_values[0] > 0``); with
+    it (ultralytics 8.4's default), a point outside a small box can be
+    foreground, and its negative side targets clip at the low end (as
+    ultralytics' ``bbox2dist`` clamps them to 0). Log it beside the loss: a growing fraction means boxes are
     being capped (more bins, another level or ``bin_values`` help; see
     :doc:`/box_range`). Takes the arguments of :func:`jax_dfl.yolo_box_loss`
     that define the targets; 0 when there is no foreground.

@@ -31,14 +31,19 @@ HIST = 15  # max_histogram_distance
 # --- the reference ------------------------------------------------------------------------------
 
 
-def reference_counts(points, point_strides, gt_boxes, gt_mask, *, strides, first, last, size_edges, hist):
-    """Loops over every valid gt and every point, in float64."""
+def reference_counts(
+    points, point_strides, gt_boxes, gt_mask, *, strides, first, last, size_edges, hist, min_size=None
+):
+    """Loops over every valid gt and every point, in float64. ``min_size``: the candidate test is
+    against the box with its sides shorter than it widened to it about the centre (the assigner's
+    rule, written out here); the distances stay those to the box itself."""
     points, point_strides = np.asarray(points, np.float64), np.asarray(point_strides, np.float64)
     boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     mask = np.asarray(gt_mask).reshape(-1)
     levels, sizes = len(strides), len(size_edges) + 1
     num_sides = np.zeros((levels, sizes), np.int64)
     num_clipped = np.zeros((levels, sizes), np.int64)
+    num_below = np.zeros((levels, sizes), np.int64)
     max_distance = np.zeros(levels)
     histogram = np.zeros((levels, hist + 2), np.int64)
     for g in range(len(boxes)):
@@ -47,19 +52,29 @@ def reference_counts(points, point_strides, gt_boxes, gt_mask, *, strides, first
         x1, y1, x2, y2 = boxes[g]
         area = max(x2 - x1, 0) * max(y2 - y1, 0)
         size = sum(area >= edge * edge for edge in size_edges)
+        tx1, tx2 = widened(x1, x2, min_size)
+        ty1, ty2 = widened(y1, y2, min_size)
         for a in range(len(points)):
             x, y = points[a]
             level = list(strides).index(point_strides[a])
-            sides = [x - x1, y - y1, x2 - x, y2 - y]
-            if min(sides) <= 0:  # strictly inside only
+            if min(x - tx1, y - ty1, tx2 - x, ty2 - y) <= 0:  # strictly inside only
                 continue
-            for side in sides:
+            for side in [x - x1, y - y1, x2 - x, y2 - y]:
                 d = side / point_strides[a]
                 num_sides[level, size] += 1
                 num_clipped[level, size] += d < first or d > last
+                num_below[level, size] += d < first
                 max_distance[level] = max(max_distance[level], d)
                 histogram[level, min(max(math.ceil(d), 0), hist + 1)] += 1
-    return num_sides, num_clipped, max_distance, histogram
+    return num_sides, num_clipped, num_below, max_distance, histogram
+
+
+def widened(low, high, min_size):
+    """One side of a box, widened to ``min_size`` about its centre if shorter."""
+    if min_size is None or high - low >= min_size:
+        return low, high
+    centre = (low + high) / 2
+    return centre - min_size / 2, centre + min_size / 2
 
 
 def reference_fraction(points, target_boxes, foreground, point_strides, *, first, last):
@@ -115,6 +130,7 @@ def test_counts_match_the_brute_force(seed):
     assert_counts_equal(counts, expected)
     assert counts.num_sides.dtype == jnp.int32 and counts.max_distance.dtype == jnp.float32
     assert expected[1].sum() > 0 and expected[0].sum() > expected[1].sum()  # the data clip some, not all
+    assert expected[2].sum() == 0  # strictly inside, first bin 0: nothing below it
 
 
 def test_counts_with_bin_values_use_their_ends():
@@ -134,6 +150,7 @@ def test_counts_with_bin_values_use_their_ends():
         hist=HIST,
     )
     assert_counts_equal(counts, expected)
+    assert 0 < expected[2].sum() < expected[1].sum()  # sides under 0.5 bins clip at the low end
     # Traced bin values (under jit) give the same counts.
     jitted = jax.jit(lambda v: counts_of(boxes, mask, num_bins=None, bin_values=v))(values)
     assert_counts_equal(jitted, expected)
@@ -157,6 +174,120 @@ def test_jit_vmap_and_leading_axes_agree():
             size_edges=SIZE_EDGES, hist=HIST,
         )  # fmt: skip
         assert_counts_equal([x[image] for x in per_image], expected)
+
+
+# --- candidate_min_size: the assigner's widening of small boxes ----------------------------------
+
+
+@pytest.mark.parametrize(("seed", "min_size"), [(0, 6.0), (1, 10.0), (2, 16.0), (3, 13.5)])
+def test_candidate_min_size_matches_the_brute_force(seed, min_size):
+    """Small boxes widened for the inside test only: points outside them are counted, with negative
+    distances (clipped, below the first bin, histogram slot 0), exactly as the float64 loops say."""
+    rng = np.random.default_rng(100 + seed)
+    boxes, mask = random_boxes(rng, (3, 6), max_side=14.0), random_mask(rng, (3, 6))
+    reference = functools.partial(
+        reference_counts, POINTS, POINT_STRIDES, boxes, mask, strides=STRIDES, first=0, last=5,
+        size_edges=SIZE_EDGES, hist=HIST,
+    )  # fmt: skip
+    expected = reference(min_size=min_size)
+    assert_counts_equal(counts_of(boxes, mask, candidate_min_size=min_size), expected)
+    # Traced (the assigner's option may be traced too), and per image under vmap.
+    jitted = jax.jit(lambda m: counts_of(boxes, mask, candidate_min_size=m))(jnp.float32(min_size))
+    assert_counts_equal(jitted, expected)
+    per_image = jax.vmap(lambda b, m: counts_of(b, m, candidate_min_size=min_size))(boxes, mask)
+    np.testing.assert_array_equal(per_image.num_below_first.sum(0), expected[2])
+    # The data exercise it: more points than without widening, some outside their box.
+    plain = reference()
+    assert expected[0].sum() > plain[0].sum()
+    assert expected[2].sum() > 0 and plain[2].sum() == 0
+    assert expected[2].sum() <= expected[1].sum()
+
+
+def _assign(points, gt_boxes, gt_mask, *, min_size, rng=None):
+    """task_aligned_assign with each point predicting a valid gt (the first, or with ``rng`` a
+    random one, moved a little, and random scores): the candidate rule and ``top_k`` decide."""
+    num = len(points)
+    valid = np.flatnonzero(gt_mask) if np.any(gt_mask) else np.array([0])
+    if rng is None:
+        pred, scores = np.broadcast_to(gt_boxes[valid[0]], (num, 4)), np.full((num, 1), 0.5)
+    else:  # boxes near the gts, so that overlaps (and the metric) vary
+        pred = gt_boxes[rng.choice(valid, num)] + rng.uniform(-2, 2, (num, 4))
+        low, high = np.minimum(pred[:, :2], pred[:, 2:]), np.maximum(pred[:, :2], pred[:, 2:])
+        pred, scores = np.concatenate([low, high], -1), rng.uniform(0.05, 1, (num, 1))
+    assign = jax.jit(functools.partial(jax_dfl.task_aligned_assign, top_k=10, candidate_min_size=min_size))
+    return assign(
+        pred_boxes=jnp.asarray(pred, jnp.float32),
+        pred_scores=jnp.asarray(scores, jnp.float32),
+        points=points,
+        gt_boxes=jnp.asarray(gt_boxes),
+        gt_labels=jnp.zeros(len(gt_boxes), jnp.int32),
+        gt_mask=jnp.asarray(gt_mask),
+    )
+
+
+def test_reviewers_case_a_small_box_between_points():
+    """A 2 x 2 px box on a 4 x 4 grid of stride 8 holds no point; ultralytics 8.4's widening to
+    16 px gives it 4 foreground points, half of whose side targets are negative (clipped)."""
+    points, point_strides = jax_dfl.anchor_points([(4, 4)], [8])
+    gt, gt_mask = np.array([[13.0, 13.0, 15.0, 15.0]], np.float32), np.array([True])
+    assign = _assign(points, gt, gt_mask, min_size=16.0)
+    assert int(assign.foreground.sum()) == 4
+    fraction = jax_dfl.clipped_fraction(
+        points, assign.boxes, assign.foreground, point_strides=point_strides, num_bins=16
+    )
+    expected = reference_fraction(points, assign.boxes, assign.foreground, point_strides, first=0, last=15)
+    assert float(fraction) == expected == 0.5
+    count = functools.partial(
+        jax_dfl.box_range_counts, points, gt, gt_mask, point_strides=point_strides, strides=(8,), num_bins=16
+    )
+    # Counted without the assigner's rule: nothing, although training clips half of the targets.
+    assert int(count().num_sides.sum()) == 0
+    widened = count(candidate_min_size=16.0)
+    assert int(widened.num_sides.sum()) == 16 and int(widened.num_clipped.sum()) == 8
+    assert int(widened.num_below_first.sum()) == 8
+    assert int(widened.histogram[0, 0]) == 8  # the negative distances: slot 0
+    report = jax_dfl.box_range_report(widened, strides=(8,), num_bins=16, size_edges=DEFAULT_SIZE_EDGES)
+    assert report.level_fraction_below_first.tolist() == [0.5]
+    assert "| below first bin |" in str(report) and "| 50 % |" in str(report)
+
+
+def _clipped_targets(points, point_strides, assign, *, first, last):
+    """(clipped, below first) side targets of the foreground, float64 loops."""
+    clipped = below = 0
+    for a in np.flatnonzero(np.asarray(assign.foreground)):
+        x, y = np.asarray(points, np.float64)[a]
+        x1, y1, x2, y2 = np.asarray(assign.boxes, np.float64)[a]
+        for side in (x - x1, y - y1, x2 - x, y2 - y):
+            d = side / float(point_strides[a])
+            clipped += d < first or d > last
+            below += d < first
+    return clipped, below
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), min_size=st.sampled_from([None, 8.0, 16.0, 24.0]))
+def test_the_counts_bound_the_assigners_foreground_with_the_same_rule(seed, min_size):
+    """Property: with the assigner's candidate_min_size, every foreground (point, gt) pair is
+    counted, so the foreground's clipped targets (and those below the first bin) are at most the
+    counts' (per image, any predictions)."""
+    rng = np.random.default_rng(seed)
+    boxes, mask = random_boxes(rng, (4,), max_side=30.0), random_mask(rng, (4,))
+    assign = _assign(POINTS, boxes, mask, min_size=min_size, rng=rng)
+    counts = counts_of(boxes, mask, candidate_min_size=min_size)
+    clipped, below = _clipped_targets(POINTS, POINT_STRIDES, assign, first=0, last=5)
+    assert clipped <= int(counts.num_clipped.sum()) and below <= int(counts.num_below_first.sum())
+    # Pair by pair: the foreground point's gt counts it (the brute force's candidates).
+    for a in np.flatnonzero(np.asarray(assign.foreground)):
+        g = int(assign.gt_index[a])
+        one = np.zeros_like(mask)
+        one[g] = True
+        alone = reference_counts(
+            POINTS[a : a + 1], POINT_STRIDES[a : a + 1], boxes, one, strides=STRIDES, first=0, last=5,
+            size_edges=SIZE_EDGES, hist=HIST, min_size=min_size,
+        )  # fmt: skip
+        assert alone[0].sum() == 4, (a, g)
+    if min_size is None:
+        assert below == 0  # no widening: foreground points lie inside their boxes
 
 
 def test_padding_is_ignored_whatever_it_holds():
@@ -281,7 +412,7 @@ def test_report_fractions_ranges_and_recommendation_against_the_reference():
     report = jax_dfl.box_range_report(
         counts_of(boxes, mask), strides=STRIDES, num_bins=6, size_edges=SIZE_EDGES, coverage=0.9
     )
-    sides, clipped, max_distance, _ = reference_counts(
+    sides, clipped, _, max_distance, _ = reference_counts(
         POINTS, POINT_STRIDES, boxes, mask, strides=STRIDES, first=0, last=5, size_edges=SIZE_EDGES, hist=HIST
     )
     np.testing.assert_array_equal(report.representable_range, [20.0, 40.0])
@@ -314,30 +445,98 @@ def _reference_distances(boxes, mask, level):
     seed=st.integers(0, 2**31 - 1),
     num_bins=st.integers(2, 12),
     coverage=st.sampled_from([0.5, 0.9, 0.99, 0.999, 1.0]),
+    min_size=st.sampled_from([None, 10.0]),
 )
-def test_the_recommendation_is_the_smallest_that_covers(seed, num_bins, coverage):
-    """Property: with the recommended K, at most 1 - coverage of each level's distances clip, and
-    with K - 1 more do; num_clipped at any K is the histogram's tail beyond slot K - 1."""
+def test_the_recommendation_is_the_smallest_that_covers(seed, num_bins, coverage, min_size):
+    """Property: with the recommended K, at most 1 - coverage of each level's distances clip at the
+    far end, and with K - 1 more do; below the first bin is apart (clipped at any K, reported as
+    level_fraction_below_first); the far end's count at any K is the histogram's tail beyond slot
+    K - 1. The "all" recommendation covers every level."""
     rng = np.random.default_rng(seed)
-    boxes, mask = random_boxes(rng, (2, 3)), random_mask(rng, (2, 3))
-    counts = counts_of(boxes, mask, num_bins=num_bins)
+    boxes, mask = random_boxes(rng, (2, 3), max_side=24.0), random_mask(rng, (2, 3))
+    count = functools.partial(counts_of, boxes, mask, candidate_min_size=min_size)
+    counts = count(num_bins=num_bins)
     report = jax_dfl.box_range_report(
         counts, strides=STRIDES, num_bins=num_bins, size_edges=SIZE_EDGES, coverage=coverage
     )
     sides = np.asarray(counts.num_sides).sum(1)
-    np.testing.assert_array_equal(
-        np.asarray(counts.num_clipped).sum(1), sides - np.asarray(counts.histogram)[:, :num_bins].sum(1)
-    )
+
+    def far(c):  # (L,) clipped beyond the last bin
+        return np.asarray(c.num_clipped).sum(1) - np.asarray(c.num_below_first).sum(1)
+
+    np.testing.assert_array_equal(far(counts), sides - np.asarray(counts.histogram)[:, :num_bins].sum(1))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(
+            report.level_fraction_below_first, np.asarray(counts.num_below_first).sum(1) / sides
+        )
     for level, k in enumerate(report.recommended_num_bins):
         if sides[level] == 0:
             assert k is None
             continue
         assert k is not None and k >= 2
-        at_k = counts_of(boxes, mask, num_bins=k)
-        assert np.asarray(at_k.num_clipped)[level].sum() / sides[level] <= 1 - coverage + 1e-12
+        at_k = count(num_bins=k)
+        assert far(at_k)[level] / sides[level] <= 1 - coverage + 1e-12
+        below_first = np.asarray(at_k.num_below_first)[level].sum()
+        assert below_first == np.asarray(counts.num_below_first)[level].sum()  # whatever K
+        total = np.asarray(at_k.num_clipped)[level].sum() / sides[level]
+        assert total <= 1 - coverage + below_first / sides[level] + 1e-12
         if k > 2:
-            below = counts_of(boxes, mask, num_bins=k - 1)
-            assert np.asarray(below.num_clipped)[level].sum() / sides[level] > 1 - coverage + 1e-12
+            assert far(count(num_bins=k - 1))[level] / sides[level] > 1 - coverage + 1e-12
+    if report.recommended_num_bins_all is not None:
+        k_all = report.recommended_num_bins_all
+        assert np.all(far(count(num_bins=k_all)) <= (1 - coverage) * sides + 1e-9)
+        if coverage == 1.0 and k_all > 2:  # the smallest under which no level clips at the far end
+            assert far(count(num_bins=k_all - 1)).sum() > 0
+
+
+def test_the_report_shows_the_share_below_a_first_bin_above_zero():
+    """bin_values[0] > 0: sides in (0, bin_values[0]) clip at any number of bins; the report gives
+    their share per level beside the recommendation (float64 brute force), and no such column when
+    none are below."""
+    rng = np.random.default_rng(11)
+    boxes, mask = random_boxes(rng, (6, 4)), random_mask(rng, (6, 4))
+    values = np.array([0.5, 1.0, 2.0, 4.0, 7.5], np.float32)
+    settings_ = dict(strides=STRIDES, num_bins=None, bin_values=values, size_edges=SIZE_EDGES)
+    report = jax_dfl.box_range_report(counts_of(boxes, mask, **settings_), **settings_, coverage=0.9)
+    for level in range(2):
+        distances = _reference_distances(boxes, mask, level)
+        assert report.level_fraction_below_first[level] == np.mean(distances < 0.5) > 0
+        # The recommendation is about the far end only.
+        expected = next(k for k in range(2, 100) if np.mean(distances <= k - 1) >= 0.9)
+        assert report.recommended_num_bins[level] == expected
+    header, _, first_row, *_ = [line for line in str(report).splitlines() if line.startswith("|")]
+    assert header.endswith("| below first bin | num_bins for 90 % |")
+    assert f"| {100 * report.level_fraction_below_first[0]:.3g} % | " in first_row
+    as_dict = report.to_dict()
+    assert as_dict["num_below_first"] == int(report.num_below_first.sum()) > 0
+    assert as_dict["levels"][1]["fraction_below_first"] == report.level_fraction_below_first[1]
+    # Uniform bins (first 0), no widening: nothing below, no column.
+    plain = jax_dfl.box_range_report(
+        counts_of(boxes, mask), strides=STRIDES, num_bins=6, size_edges=SIZE_EDGES
+    )
+    assert plain.num_below_first.sum() == 0 and "below first bin" not in str(plain)
+    assert plain.level_fraction_below_first.tolist() == [0.0, 0.0]
+
+
+def test_the_report_sums_in_int64_past_int32():
+    """Chunks each near int32's limit add up exactly (NumPy int64 on the host), vmapped ones too."""
+    big = np.int32(2**31 - 1000)
+    one = jax_dfl.BoxRangeCounts(
+        num_sides=jnp.full((1, 1), big, jnp.int32),
+        num_clipped=jnp.full((1, 1), big // 2, jnp.int32),
+        num_below_first=jnp.zeros((1, 1), jnp.int32),
+        max_distance=jnp.array([3.5], jnp.float32),
+        histogram=jnp.array([[0, 0, big - big // 2, big // 2, 0]], jnp.int32),
+    )
+    settings_ = dict(strides=(8,), num_bins=3, size_edges=())
+    for counts in ([one, one, one], jax.tree.map(lambda x: jnp.stack([x, x, x]), one)):
+        report = jax_dfl.box_range_report(counts, **settings_, coverage=1.0)
+        assert report.num_sides.dtype == np.int64 and report.histogram.dtype == np.int64
+        assert int(report.num_sides[0, 0]) == 3 * int(big)
+        assert int(report.num_clipped[0, 0]) == 3 * (int(big) // 2)
+        assert int(report.histogram.sum()) == 3 * int(big)
+        assert report.recommended_num_bins == (4,)  # slot 3 holds the farthest
+        assert report.overall_fraction_clipped == (int(big) // 2) / int(big)
 
 
 def test_recommendation_beyond_the_histogram_is_none():
@@ -369,7 +568,7 @@ def test_report_text_and_dict():
     assert [lv["representable_range_px"] for lv in as_dict["levels"]] == [20.0, 40.0]
     assert list(as_dict["levels"][0]["by_size"]) == report.size_labels()
     assert report.size_labels() == ["< 12 px", "12-24 px", ">= 24 px"]
-    # The default buckets are COCO's.
+    # The default buckets are COCO's thresholds (on sqrt(box area) here).
     assert DEFAULT_SIZE_EDGES == (32.0, 96.0)
 
 

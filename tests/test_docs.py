@@ -106,7 +106,7 @@ def test_box_range_page_prints_what_it_shows():
     text block that follows it on the page."""
     text = (DOCS / "box_range.md").read_text()
     pairs = re.findall(r"```python\n(.*?)```\n+```text\n(.*?)```", text, flags=re.S)
-    assert len(pairs) == 3
+    assert len(pairs) == 4
     namespace: dict = {}
     for code, shown in pairs:
         out = io.StringIO()

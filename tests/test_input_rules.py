@@ -377,7 +377,9 @@ CASES: dict[str, Case] = {
             "strides": [(), (4, 4), (4, -8), 8, ("4", "x")],
             "size_edges": [(96, 32), (0,), (float("nan"),)],
             "max_histogram_distance": [0, 2.5],
+            "candidate_min_size": [0.0, -16.0, float("nan")],
         },
+        traced_hyper=("candidate_min_size",),
         # Documented: non-finite points, strides or valid boxes are not counted (integer counts)
         # and make max_distance NaN.
         mask_arg="gt_mask",
