@@ -435,3 +435,87 @@ def test_coverage_script_counts_the_training_batches_and_skips_absent_crowns(tmp
     written = json.loads((tmp_path / "coverage.json").read_text())
     assert written["conditions"]["synthetic_stride4"]["images"] == 16
     assert "**synthetic_stride8**" in (tmp_path / "coverage.md").read_text()
+
+
+def test_training_loss_logs_the_clipped_fraction_without_changing_the_loss():
+    from experiments.detection_study import train as train_lib
+    from experiments.detection_study.model import feature_shapes
+
+    # Stride 4, 16 bins: sides up to 60 px. A 128 px wide box makes at least one side of each of
+    # its points clip; the small boxes clip nothing.
+    config = TrainConfig(batch=2, tile=128, strides=(4,), max_gt=3)
+    logged = dataclasses.replace(config, log_clipped=True)
+    boxes = np.zeros((2, 3, 4), np.float32)
+    boxes[0, 0] = [0, 20, 128, 36]
+    boxes[0, 1] = [40, 40, 56, 60]
+    boxes[1, 0] = [4, 4, 20, 24]
+    mask = np.array([[True, True, False], [True, False, False]])
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 128, 128, 3)), jnp.float32)
+    points, strides = anchor = jax_dfl.anchor_points(feature_shapes(128, 128, (4,)), (4,))
+    for name in ("ciou_dfl", "ciou_dist_l1", "ciou"):
+        arm = arms_lib.ARMS[name]
+        graphdef, params = init_params(nnx.eval_shape(lambda a=arm: train_lib.build_model(a, (4,), 0)), 0)
+
+        def run(c, p, g=graphdef, a=arm):
+            return train_lib.losses(a, nnx.merge(g, p), images, jnp.asarray(boxes), jnp.asarray(mask), c)
+
+        plain_total, plain = jax.jit(lambda p, r=run: r(config, p))(params)
+        total, parts = jax.jit(lambda p, r=run: r(logged, p))(params)
+        assert float(total) == float(plain_total)  # the log changes nothing it is not asked for
+        assert {k: float(v) for k, v in plain.items()} == {k: float(parts[k]) for k in plain}
+        if not arm.distribution:
+            assert "clipped" not in parts
+            continue
+        # Reference: the same assignment, its foreground's side targets counted in float64.
+        logits, box_out = jax.jit(lambda p, g=graphdef: nnx.merge(g, p)(images))(params)
+        pred = arms_lib.decoded_boxes(arm, box_out, *anchor)
+        assign = jax.vmap(
+            lambda s, b, gb, gm: jax_dfl.task_aligned_assign(
+                pred_boxes=b,
+                pred_scores=s,
+                points=points,
+                gt_boxes=gb,
+                gt_labels=jnp.zeros(3, jnp.int32),
+                gt_mask=gm,
+                top_k=10,
+                alpha=0.5,
+                beta=6.0,
+            )
+        )(jax.nn.sigmoid(logits)[..., None], pred, jnp.asarray(boxes), jnp.asarray(mask))
+        fg = np.asarray(assign.foreground)
+        target = np.asarray(assign.boxes, np.float64)[fg]
+        p = np.broadcast_to(np.asarray(points, np.float64), (*fg.shape, 2))[fg]
+        s = np.broadcast_to(np.asarray(strides, np.float64), fg.shape)[fg][:, None]
+        sides = np.concatenate([p - target[:, :2], target[:, 2:] - p], 1) / s
+        expected = np.mean((sides < 0) | (sides > 15))
+        assert fg.sum() > 0 and 0 < expected < 1
+        assert float(parts["clipped"]) == pytest.approx(expected, abs=1e-7)
+
+
+def test_clipping_script_reads_the_confirmatory_settings_and_logs_every_interval(tmp_path):
+    from experiments.detection_study import clipping, coverage
+
+    (stride8, stride4), skipped = coverage.conditions(tmp_path / "empty")
+    assert "crowns skipped" in skipped
+    records = tmp_path / "records" / "synthetic_stride8"
+    records.mkdir(parents=True)
+    record = {"lr": 0.01, "gain": 0.1, "curve": [{"step": 50}, {"step": 100}]}
+    (records / "ciou_dfl_seed100_lr0.01_gain0.1.json").write_text(json.dumps(record))
+    settings = clipping.settings_for(tmp_path, stride8, "ciou_dfl")
+    assert settings == {
+        "lr": 0.01,
+        "gain": 0.1,
+        "steps": 100,
+        "from": "synthetic_stride8/ciou_dfl_seed100_lr0.01_gain0.1.json",
+    }
+    # No stride-4 record yet: the stride-8 choices at stride 4's own schedule.
+    assert clipping.settings_for(tmp_path, stride4, "ciou_dfl")["steps"] == stride4.dataset.config.steps
+    with pytest.raises(FileNotFoundError, match="ciou_dist_l1 seed 100"):
+        clipping.settings_for(tmp_path, stride8, "ciou_dist_l1")
+    run = clipping.logged_run(stride8, "ciou_dfl", {**settings, "steps": 3}, seed=1000)
+    assert [c["step"] for c in run["curve"]] == [3]
+    # The coverage scan found no candidate beyond the bins at stride 8, so no target can clip.
+    assert run["max_interval_clipped"] == 0.0 and run["curve"][0]["foreground"] > 0
+    text = clipping.markdown({"seed": 1000, "runs": [run], "skipped": skipped})
+    assert "No training step of these runs clipped a target." in text
+    assert "| synthetic_stride8 | `ciou_dfl` | 0.01 | 0.1 | 3 | 0.00% |" in text

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jax_dfl import anchor_points, quality_focal_loss, task_aligned_assign
+from jax_dfl import anchor_points, clipped_fraction, quality_focal_loss, task_aligned_assign
 
 from .arms import ARMS, Arm, box_loss, decoded_boxes
 from .model import Detector, feature_shapes, init_params
@@ -55,6 +55,10 @@ class TrainConfig:
     top_k: int = 10
     alpha: float = 0.5
     beta: float = 6.0
+    # Also log, for arms with a distribution head, the share of the foreground's side targets
+    # beyond the last bin (jax_dfl.clipped_fraction). Off by default so that the compiled step of
+    # every recorded run stays the program it was trained with.
+    log_clipped: bool = False
 
 
 def unit_schedule(config: TrainConfig):
@@ -81,6 +85,8 @@ def losses(arm: Arm, model: Detector, images, gt_boxes, gt_mask, config: TrainCo
     """``(total, parts)`` for one batch; ``parts`` also counts foreground points.
 
     ``gain`` (a traced scalar; default ``config.dist_gain``) weighs the arm's second box term.
+    With ``config.log_clipped`` and a distribution head, ``parts["clipped"]`` is the fraction of
+    the batch's foreground side targets outside the bins (no gradient flows through it).
     """
     gain = config.dist_gain if gain is None else gain
     points, point_strides = anchor_points(feature_shapes(*images.shape[1:3], config.strides), config.strides)
@@ -108,6 +114,15 @@ def losses(arm: Arm, model: Detector, images, gt_boxes, gt_mask, config: TrainCo
     box, dist = jnp.sum(box), jnp.sum(dist)
     total = config.cls_gain * cls + config.box_gain * box + gain * dist
     parts = {"cls": cls, "box": box, "dist": dist, "foreground": jnp.sum(assign.foreground) / images.shape[0]}
+    if config.log_clipped and arm.distribution:
+        bins = {"num_bins": arm.num_bins} if arm.bin_values is None else {"bin_values": arm.bin_values}
+        parts["clipped"] = clipped_fraction(
+            points,
+            jax.lax.stop_gradient(assign.boxes),
+            assign.foreground,
+            point_strides=point_strides,
+            **bins,
+        )
     return total, parts
 
 
