@@ -3,6 +3,7 @@
 import doctest
 import math
 
+import numpy as np
 import pytest
 
 from experiments.common import stats
@@ -78,3 +79,42 @@ def test_power_markdown_lists_every_contrast():
     }
     text = power.power_markdown(result)
     assert f"**{plan['seeds']} seeds**" in text and "| a-b | 0.0120 |" in text and "| a-c |" in text
+
+
+def test_secondary_tests_and_plateau_summary_read_the_right_fields():
+    import itertools
+
+    from experiments.detection_study import report
+
+    rng = np.random.default_rng(3)
+    seeds = [100, 101, 102, 103, 104, 105]
+    runs = []
+    for arm in ("ciou_dfl", "ciou", "l1"):
+        for seed in seeds[: 5 if arm == "l1" else 6]:  # l1 lacks a seed: pairs use the common ones
+            test = {"AP": rng.uniform(), "AP75": rng.uniform(), "AP_small": rng.uniform()}
+            metrics = {
+                "val_auc": rng.uniform(),
+                "final_val_AP": rng.uniform(),
+                "plateau_gain": rng.normal(0, 0.01),
+            }
+            runs.append({"arm": arm, "seed": seed, "test": test, "metrics": metrics})
+    out = report.secondary_tests(runs, [("ciou_dfl", "ciou"), ("ciou_dfl", "l1"), ("ciou_dfl", "absent")])
+    assert set(out) == {"ciou_dfl-ciou", "ciou_dfl-l1"}
+    by = {(r["arm"], r["seed"]): r for r in runs}
+    for (a, b), n in ((("ciou_dfl", "ciou"), 6), (("ciou_dfl", "l1"), 5)):
+        for metric, field in (("AP75", "test"), ("AP_small", "test"), ("val_auc", "metrics")):
+            d = np.array([by[a, s][field][metric] - by[b, s][field][metric] for s in seeds[:n]])
+            row = out[f"{a}-{b}"][metric]
+            assert row["n"] == n and row["mean"] == pytest.approx(d.mean(), abs=1e-12)
+            # Brute force: the share of all 2^n sign assignments with |sum| at least the observed one.
+            sums = [abs(np.dot(signs, d)) for signs in itertools.product((-1, 1), repeat=n)]
+            expected = np.mean(np.array(sums) >= abs(d.sum()) - 1e-12)
+            assert row["p_sign_flip"] == pytest.approx(expected, abs=1e-12)
+    plateau = report.plateau_summary(runs)
+    gains = [r["metrics"]["plateau_gain"] for r in runs if r["arm"] == "l1"]
+    assert plateau["l1"]["seeds"] == 5
+    assert plateau["l1"]["plateau_gain"] == pytest.approx(
+        {"mean": np.mean(gains), "min": min(gains), "max": max(gains)}, abs=1e-12
+    )
+    text = "\n".join(report.secondary_markdown(out, plateau, 1600))
+    assert "| ciou_dfl-l1 |" in text and "last 20 % of the 1600 steps" in text and "| l1 | 5 |" in text

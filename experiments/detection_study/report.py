@@ -109,6 +109,9 @@ def summary_markdown(results: dict) -> str:
                 lines += ["Paired differences:", ""] + _table(cond["diff"], SYN_METRICS) + [""]
                 lines += ["Further pairs (same t-interval):", ""]
                 lines += _table(seed_pairs(cond["runs"], SYN_METRICS), SYN_METRICS) + [""]
+                if cond.get("secondary"):
+                    steps = cond["runs"][0]["curve"][-1]["step"]
+                    lines += secondary_markdown(cond["secondary"], cond["plateau"], steps)
         premises = (
             {"": res["premise"]}
             if name.startswith("real")
@@ -265,6 +268,85 @@ def paired_tests(per_arm: dict[str, dict[int, dict]], pairs, metric: str = "AP")
     return out
 
 
+# The pre-registered secondary metrics of the primary contrasts: test AP75, test AP on the
+# smallest size class, and the area under the validation-AP curve (a run's ``metrics``).
+SECONDARY_METRICS = ("AP75", "AP_small", "val_auc")
+
+
+def _value(run: dict, metric: str) -> float:
+    return run["test"][metric] if metric in run["test"] else run["metrics"][metric]
+
+
+def secondary_tests(runs: list[dict], pairs, metrics=SECONDARY_METRICS) -> dict:
+    """Exploratory: per ``(arm, reference)`` pair and metric, the paired 95 % t-interval and the
+    unadjusted exact sign-flip p-value over the seeds both arms have (no multiplicity correction,
+    as the pre-registration labels secondary metrics)."""
+    per: dict[str, dict[int, dict]] = {}
+    for r in runs:
+        per.setdefault(r["arm"], {})[r["seed"]] = r
+    out = {}
+    for a, b in pairs:
+        if a not in per or b not in per:
+            continue
+        seeds = sorted(set(per[a]) & set(per[b]))
+        out[f"{a}-{b}"] = {}
+        for m in metrics:
+            d = [_value(per[a][s], m) - _value(per[b][s], m) for s in seeds]
+            out[f"{a}-{b}"][m] = {**stats.t_interval(d), "p_sign_flip": stats.sign_flip_p(d)}
+    return out
+
+
+def plateau_summary(runs: list[dict]) -> dict:
+    """Per arm over its seeds: the final validation AP and the gain over the schedule's last 20 %
+    (``plateau_gain``, the pre-registration's description of whether the curves levelled off):
+    mean, smallest and largest."""
+    out = {}
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = [r["metrics"] for r in runs if r["arm"] == arm]
+        out[arm] = {"seeds": len(mine)}
+        for key in ("final_val_AP", "plateau_gain"):
+            values = np.array([m[key] for m in mine], np.float64)
+            out[arm][key] = {
+                "mean": float(values.mean()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+    return out
+
+
+def secondary_markdown(secondary: dict, plateau: dict, steps: int) -> list[str]:
+    metrics = list(next(iter(secondary.values()))) if secondary else list(SECONDARY_METRICS)
+    lines = [
+        "Secondary metrics of the same pairs (exploratory: unadjusted exact sign-flip p-values; "
+        "`val_auc` = area under the validation-AP curve over the steps): mean difference [95% "
+        "t-interval] (p):",
+        "",
+        "| pair | " + " | ".join(metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for name, row in secondary.items():
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{_fmt(row[m])} ({row[m]['p_sign_flip']:.3g})" for m in metrics)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Did the curves level off? Per arm over seeds: final validation AP, and its gain over the "
+        f"last 20 % of the {steps} steps (last evaluation minus the one at 80 %): mean (min to max):",
+        "",
+        "| arm | seeds | final val AP | gain over the last 20 % |",
+        "|---|---|---|---|",
+    ]
+    for arm, row in plateau.items():
+        cells = [
+            f"{row[k]['mean']:.4f} ({row[k]['min']:.4f} to {row[k]['max']:.4f})"
+            for k in ("final_val_AP", "plateau_gain")
+        ]
+        lines.append(f"| {arm} | {row['seeds']} | {cells[0]} | {cells[1]} |")
+    return lines + [""]
+
+
 def family(arms, config_references, comparisons) -> list[tuple[str, str]]:
     pairs = ev.reference_pairs(list(arms), config_references)
     return pairs + [tuple(p) for p in comparisons if tuple(p) not in pairs and p[0] in arms and p[1] in arms]
@@ -405,6 +487,8 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
         }
         per_arm = {a: {r["seed"]: r["test"] for r in runs if r["arm"] == a} for a in arms}
         res["tests"][name] = paired_tests(per_arm, pairs)
+        res["conditions"][str(stride)]["secondary"] = secondary_tests(runs, pairs)
+        res["conditions"][str(stride)]["plateau"] = plateau_summary(runs)
         for size, (lo, hi) in zip(syn.SIZE_NAMES, task.size_ranges, strict=True):
             for key, value in diff.items():
                 arm, ref = key.split("-")
