@@ -118,3 +118,11 @@ def test_secondary_tests_and_plateau_summary_read_the_right_fields():
     )
     text = "\n".join(report.secondary_markdown(out, plateau, 1600))
     assert "| ciou_dfl-l1 |" in text and "last 20 % of the 1600 steps" in text and "| l1 | 5 |" in text
+
+
+def test_verdicts_markdown_states_the_half_width_reached_and_the_expected_one():
+    row = {"n": 32, "mean": 0.012, "lo": 0.004, "hi": 0.02, "p_sign_flip": 0.004, "p_sign_flip_holm": 0.012}
+    out = {"a-b": {**row, "verdict": "support"}, "a-c": {**row, "verdict": "support"}}
+    text = power.verdicts_markdown(out, {"expected_half_width": {"a-b": 0.0116}})
+    assert "| a-b | 32 | +0.0120 [+0.0040, +0.0200] | 0.0080 (0.0116) | 0.004 | 0.012 | **support** |" in text
+    assert "| a-c | 32 | +0.0120 [+0.0040, +0.0200] | 0.0080 | 0.004 |" in text

@@ -137,6 +137,26 @@ def verdicts(results: Mapping, condition: str, pairs: Sequence[str]) -> dict[str
     }
 
 
+def verdicts_markdown(out: Mapping[str, Mapping], power_result: Mapping | None = None) -> str:
+    """The verdicts as Markdown: per primary contrast the seeds, mean paired difference in test AP
+    with its 95 % t-interval, the half-width reached (and the power statement's expected one), the
+    exact sign-flip p-value, its Holm adjustment and the verdict."""
+    expected = (power_result or {}).get("expected_half_width", {})
+    lines = [
+        "| contrast | seeds | mean difference [95% CI] | half-width (expected) | p (sign flip) | Holm p "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in out.items():
+        half = (r["hi"] - r["lo"]) / 2
+        planned = f" ({expected[name]:.4f})" if name in expected else ""
+        lines.append(
+            f"| {name} | {r['n']} | {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}] | {half:.4f}{planned} "
+            f"| {r['p_sign_flip']:.3g} | {r['p_sign_flip_holm']:.3g} | **{r['verdict']}** |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def pilot_values(config, store: RunStore, arm: str) -> dict[int, float]:
     """Final validation AP per pilot seed at ``arm``'s chosen setting."""
     lr, gain, _ = choose(config, arm, store)
@@ -191,7 +211,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=pathlib.Path, required=True)
     p.add_argument("--earlier", type=pathlib.Path, default=EARLIER)
     p.add_argument(
-        "--verdicts", action="store_true", help="read results_synthetic.json and write verdicts.json"
+        "--verdicts",
+        action="store_true",
+        help="read results_synthetic.json and write verdicts.json and verdicts.md",
     )
     args = p.parse_args(argv)
     config = configs.get(args.config)
@@ -200,6 +222,9 @@ def main(argv=None) -> dict:
         primary = f"synthetic_stride{config.synthetic.strides[0]}"
         out = verdicts(results, primary, [f"{a}-{b}" for a, b in contrasts(config)])
         (args.out / "verdicts.json").write_text(json.dumps(out, indent=1, default=json_default))
+        power_path = args.out / "power.json"
+        planned = json.loads(power_path.read_text()) if power_path.exists() else None
+        (args.out / "verdicts.md").write_text(verdicts_markdown(out, planned))
         for name, r in out.items():
             print(
                 f"{name}: {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], "
