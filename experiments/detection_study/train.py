@@ -239,6 +239,42 @@ class _Prefetch:
         return batch
 
 
+def _loop(step, params, opt_state, lr, gain, *, config, prefetch, models, validate, progress, runs):
+    """The loop :func:`train` and :func:`train_batch` share: ``config.steps`` steps, and every
+    ``eval_every`` steps the mean training losses and ``validate`` of each run's model
+    (``models(params)``: one model per run). Returns ``(params, curves, train s, validation s)``;
+    the values of a batch of runs carry a leading axis, those of one run none."""
+    curves: list[list[dict]] = [[] for _ in range(runs)]
+    sums, count = {}, 0
+    train_seconds = eval_seconds = 0.0
+    tic = time.perf_counter()
+    for i in range(config.steps):
+        images, boxes, mask = prefetch.get(i)
+        params, opt_state, value, parts = step(params, opt_state, images, boxes, mask, lr, gain)
+        for k, v in {"loss": value, **parts}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        if progress is not None:
+            progress(runs)
+        if (i + 1) % config.eval_every == 0 or i + 1 == config.steps:
+            means = {k: np.asarray(v) / count for k, v in sums.items()}  # waits for the device
+            train_seconds += time.perf_counter() - tic
+            tic = time.perf_counter()
+            for j, model in enumerate(models(params)):
+                curves[j].append(
+                    {
+                        "step": i + 1,
+                        "seconds": train_seconds,
+                        **validate(model),
+                        "train": {k: float(v[j] if v.ndim else v) for k, v in means.items()},
+                    }
+                )
+            eval_seconds += time.perf_counter() - tic
+            sums, count = {}, 0
+            tic = time.perf_counter()
+    return params, curves, train_seconds, eval_seconds
+
+
 def train(
     arm_name: str,
     *,
@@ -255,31 +291,21 @@ def train(
     gain = config.dist_gain if gain is None else gain
     step, graphdef, compile_seconds = compiled_step(arm_name, config)
     _, params = init_params(nnx.eval_shape(lambda: build_model(ARMS[arm_name], config.strides, 0)), seed)
-    opt_state = make_optimizer(config).init(params)
-    lr_array, gain_array = jnp.float32(lr), jnp.float32(gain)
-    prefetch = _Prefetch(batch_fn, seed, config.steps)
-    curve, sums, count = [], {}, 0
-    train_seconds = eval_seconds = 0.0
-    tic = time.perf_counter()
-    for i in range(config.steps):
-        images, boxes, mask = prefetch.get(i)
-        params, opt_state, value, parts = step(params, opt_state, images, boxes, mask, lr_array, gain_array)
-        for k, v in {"loss": value, **parts}.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
-        if progress is not None:
-            progress(1)
-        if (i + 1) % config.eval_every == 0 or i + 1 == config.steps:
-            means = {k: float(v) / count for k, v in sums.items()}  # float() waits for the device
-            train_seconds += time.perf_counter() - tic
-            tic = time.perf_counter()
-            metrics = validate(nnx.merge(graphdef, params))
-            eval_seconds += time.perf_counter() - tic
-            curve.append({"step": i + 1, "seconds": train_seconds, **metrics, "train": means})
-            sums, count = {}, 0
-            tic = time.perf_counter()
+    params, curves, train_seconds, eval_seconds = _loop(
+        step,
+        params,
+        make_optimizer(config).init(params),
+        jnp.float32(lr),
+        jnp.float32(gain),
+        config=config,
+        prefetch=_Prefetch(batch_fn, seed, config.steps),
+        models=lambda p: [nnx.merge(graphdef, p)],
+        validate=validate,
+        progress=progress,
+        runs=1,
+    )
     return RunResult(
-        arm_name, seed, lr, gain, curve, params, graphdef, compile_seconds, train_seconds, eval_seconds
+        arm_name, seed, lr, gain, curves[0], params, graphdef, compile_seconds, train_seconds, eval_seconds
     )
 
 
@@ -320,9 +346,6 @@ def train_batch(
     abstract = nnx.eval_shape(lambda: build_model(ARMS[arm_name], config.strides, 0))
     per_run = [init_params(abstract, r.seed)[1] for r in runs]
     params = jax.tree.map(lambda *xs: jnp.stack(xs), *per_run)
-    opt_state = jax.vmap(make_optimizer(config).init)(params)
-    lrs = jnp.asarray([r.lr for r in runs], jnp.float32)
-    gains = jnp.asarray([r.gain for r in runs], jnp.float32)
     seeds = list(dict.fromkeys(r.seed for r in runs))
     index = np.array([seeds.index(r.seed) for r in runs])
 
@@ -330,37 +353,22 @@ def train_batch(
         parts = [batch_fn(s, step_index) for s in seed_list]
         return tuple(np.stack([p[k] for p in parts])[index] for k in range(3))
 
-    prefetch = _Prefetch(batches, seeds, config.steps)
-    curves: list[list[dict]] = [[] for _ in runs]
-    sums, count = {}, 0
-    train_seconds = eval_seconds = 0.0
-    tic = time.perf_counter()
-    for i in range(config.steps):
-        images, boxes, mask = prefetch.get(i)
-        params, opt_state, value, parts = step(params, opt_state, images, boxes, mask, lrs, gains)
-        for k, v in {"loss": value, **parts}.items():
-            sums[k] = sums.get(k, 0.0) + v
-        count += 1
-        if progress is not None:
-            progress(len(runs))
-        if (i + 1) % config.eval_every == 0 or i + 1 == config.steps:
-            means = {k: np.asarray(v) / count for k, v in sums.items()}  # waits for the device
-            train_seconds += time.perf_counter() - tic
-            tic = time.perf_counter()
-            for j in range(len(runs)):
-                mine = jax.tree.map(lambda x, j=j: x[j], params)
-                metrics = validate(nnx.merge(graphdef, mine))
-                curves[j].append(
-                    {
-                        "step": i + 1,
-                        "seconds": train_seconds,
-                        **metrics,
-                        "train": {k: float(v[j]) for k, v in means.items()},
-                    }
-                )
-            eval_seconds += time.perf_counter() - tic
-            sums, count = {}, 0
-            tic = time.perf_counter()
+    def unstack(p) -> list:
+        return [jax.tree.map(lambda x, j=j: x[j], p) for j in range(len(runs))]
+
+    params, curves, train_seconds, eval_seconds = _loop(
+        step,
+        params,
+        jax.vmap(make_optimizer(config).init)(params),
+        jnp.asarray([r.lr for r in runs], jnp.float32),
+        jnp.asarray([r.gain for r in runs], jnp.float32),
+        config=config,
+        prefetch=_Prefetch(batches, seeds, config.steps),
+        models=lambda p: [nnx.merge(graphdef, mine) for mine in unstack(p)],
+        validate=validate,
+        progress=progress,
+        runs=len(runs),
+    )
     return [
         RunResult(
             r.arm,
@@ -368,11 +376,11 @@ def train_batch(
             r.lr,
             r.gain,
             curves[j],
-            jax.tree.map(lambda x, j=j: x[j], params),
+            mine,
             graphdef,
             compile_seconds,
             train_seconds,
             eval_seconds / len(runs),
         )
-        for j, r in enumerate(runs)
+        for j, (r, mine) in enumerate(zip(runs, unstack(params), strict=True))
     ]
