@@ -508,8 +508,8 @@ def test_clipping_script_reads_the_confirmatory_settings_and_logs_every_interval
         "steps": 100,
         "from": "synthetic_stride8/ciou_dfl_seed100_lr0.01_gain0.1.json",
     }
-    # No stride-4 record yet: the stride-8 choices at stride 4's own schedule.
-    assert clipping.settings_for(tmp_path, stride4, "ciou_dfl")["steps"] == stride4.dataset.config.steps
+    # No stride-4 record yet: the stride-8 settings (the synthetic strides share the schedule).
+    assert clipping.settings_for(tmp_path, stride4, "ciou_dfl") == settings
     with pytest.raises(FileNotFoundError, match="ciou_dist_l1 seed 100"):
         clipping.settings_for(tmp_path, stride8, "ciou_dist_l1")
     run = clipping.logged_run(stride8, "ciou_dfl", {**settings, "steps": 3}, seed=1000)

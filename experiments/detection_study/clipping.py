@@ -12,8 +12,8 @@ it clipped a target (the fractions are non-negative).
 
 Runs: one seed, the first pilot seed (its records are not reported), trained as the
 confirmatory runs are: the learning rate, gain and number of steps of the arm's records for the
-first reported seed (``records/<condition>/``), or, where those records do not exist yet (the
-crowns), the synthetic stride-8 choices at the crowns configuration's steps. Validation is
+first reported seed (``records/<condition>/``), or, where those records do not exist yet, the
+synthetic stride-8 ones (the crowns at their own configuration's steps). Validation is
 skipped (only the training log is read). Each run's record is written when it finishes
 (``clipping/<condition>_<arm>.json``) and skipped on restart; the script then writes
 ``clipping.json`` and ``clipping.md``. About a minute per synthetic run on 2 CPU cores.
@@ -40,13 +40,15 @@ ARMS = ("ciou_dist_l1", "ciou_dfl")
 
 def settings_for(out: pathlib.Path, condition: study.Condition, arm: str) -> dict:
     """``{"lr", "gain", "steps", "from"}``: those of the arm's record for the first reported seed
-    of ``condition`` (else of the synthetic stride-8 records, at the condition's own steps)."""
+    of ``condition``, else of the synthetic stride-8 records (the crowns at their own steps)."""
     first = configs.get("detection_test").first_seed
     for name in (condition.name, "synthetic_stride8"):
         found = sorted((out / "records" / name).glob(f"{arm}_seed{first}_lr*_gain*.json"))
         if found:
             record = json.loads(found[0].read_text())
-            steps = record["curve"][-1]["step"] if name == condition.name else condition.dataset.config.steps
+            # The synthetic strides share the schedule decision; the crowns train their own steps.
+            same_schedule = name == condition.name or condition.data == "synthetic"
+            steps = record["curve"][-1]["step"] if same_schedule else condition.dataset.config.steps
             return {
                 "lr": record["lr"],
                 "gain": record["gain"],
