@@ -126,3 +126,36 @@ def test_verdicts_markdown_states_the_half_width_reached_and_the_expected_one():
     text = power.verdicts_markdown(out, {"expected_half_width": {"a-b": 0.0116}})
     assert "| a-b | 32 | +0.0120 [+0.0040, +0.0200] | 0.0080 (0.0116) | 0.004 | 0.012 | **support** |" in text
     assert "| a-c | 32 | +0.0120 [+0.0040, +0.0200] | 0.0080 | 0.004 |" in text
+
+
+def test_long_schedule_compares_the_contrasts_on_the_seeds_every_arm_finished():
+    from experiments.detection_study import long_schedule
+
+    rng = np.random.default_rng(5)
+
+    def runs(seeds_of):
+        out = []
+        for arm in long_schedule.ARMS:
+            for seed in seeds_of(arm):
+                metrics = {"final_val_AP": rng.uniform(), "plateau_gain": rng.uniform(), "val_auc": 0.0}
+                out.append({"arm": arm, "seed": seed, "test": {"AP": rng.uniform()}, "metrics": metrics})
+        return out
+
+    short = runs(lambda arm: [100, 101, 102, 103])
+    long = runs(lambda arm: [100, 101, 102] + ([103] if arm != "ciou" else []))  # ciou lacks seed 103
+    out = long_schedule.compare(short, long)
+    assert out["seeds"] == [100, 101, 102]
+    ap = {(k, r["arm"], r["seed"]): r["test"]["AP"] for k, rs in (("s", short), ("l", long)) for r in rs}
+    for a, b in long_schedule.CONTRASTS:
+        row = out["contrasts"][f"{a}-{b}"]
+        ds = np.array([ap["s", a, s] - ap["s", b, s] for s in (100, 101, 102)])
+        dl = np.array([ap["l", a, s] - ap["l", b, s] for s in (100, 101, 102)])
+        assert row["short"]["mean"] == pytest.approx(ds.mean(), abs=1e-12)
+        assert row["long"]["mean"] == pytest.approx(dl.mean(), abs=1e-12)
+        assert row["change"]["mean"] == pytest.approx((dl - ds).mean(), abs=1e-12)
+        assert row["change"]["p_sign_flip"] == pytest.approx(stats.sign_flip_p(dl - ds), abs=1e-12)
+    gain = [ap["l", "ciou", s] - ap["s", "ciou", s] for s in (100, 101, 102)]
+    assert out["arms"]["ciou"]["gain"]["mean"] == pytest.approx(np.mean(gain), abs=1e-12)
+    assert out["plateau"]["ciou"]["seeds"] == 3
+    text = long_schedule.markdown({"short_steps": 1600, "long_steps": 3200, "analysis": out})
+    assert "| ciou_dfl-ciou |" in text and "on the 3 seeds every arm finished (100, 101, 102)" in text
