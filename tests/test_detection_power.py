@@ -159,3 +159,21 @@ def test_long_schedule_compares_the_contrasts_on_the_seeds_every_arm_finished():
     assert out["plateau"]["ciou"]["seeds"] == 3
     text = long_schedule.markdown({"short_steps": 1600, "long_steps": 3200, "analysis": out})
     assert "| ciou_dfl-ciou |" in text and "on the 3 seeds every arm finished (100, 101, 102)" in text
+
+
+def test_image_bootstrap_table_sets_both_intervals_side_by_side():
+    from experiments.detection_study import image_bootstrap
+
+    result = {
+        "contrasts": ["a-b"],
+        "intervals": {
+            "seeds": 32,
+            "blocks": 512,
+            "replicates": 300,
+            "diff": {"a-b": {"AP": {"mean": 0.0015, "lo": -0.0004, "hi": 0.0033}}},
+        },
+        "t_intervals": {"a-b": {"mean": 0.0015, "lo": 0.0001, "hi": 0.0029, "n": 32}},
+    }
+    text = image_bootstrap.markdown(result)
+    assert "| a-b | +0.0015 | [-0.0004, +0.0033] | [+0.0001, +0.0029] |" in text
+    assert "32 seeds and the 512 test images" in text
