@@ -177,3 +177,18 @@ def test_image_bootstrap_table_sets_both_intervals_side_by_side():
     text = image_bootstrap.markdown(result)
     assert "| a-b | +0.0015 | [-0.0004, +0.0033] | [+0.0001, +0.0029] |" in text
     assert "32 seeds and the 512 test images" in text
+
+
+def test_reproduce_parses_keys_and_measures_differences():
+    from experiments.detection_study import reproduce
+    from experiments.detection_study.train import Run
+
+    run = Run("ciou_dist_l1", 131, 0.01, 0.4)
+    assert reproduce.parse_key(run.key) == run
+    with pytest.raises(ValueError, match="not a run key"):
+        reproduce.parse_key("ciou_seed1_lr0.0100_gain0")
+    old = {"test": {"AP": 0.5, "AP75": 0.6}, "curve": [{"step": 50, "val_AP": 0.1, "seconds": 3.0}]}
+    new = {"test": {"AP": 0.5, "AP75": 0.6005}, "curve": [{"step": 50, "val_AP": 0.1002, "seconds": 9.0}]}
+    d = reproduce.differences(old, new)
+    assert d["test_max_abs"] == pytest.approx(0.0005) and d["val_curve_max_abs"] == pytest.approx(0.0002)
+    assert not d["identical"] and reproduce.differences(old, old)["identical"]
