@@ -518,4 +518,6 @@ def test_clipping_script_reads_the_confirmatory_settings_and_logs_every_interval
     assert run["max_interval_clipped"] == 0.0 and run["curve"][0]["foreground"] > 0
     text = clipping.markdown({"seed": 1000, "runs": [run], "skipped": skipped})
     assert "No training step of these runs clipped a target." in text
-    assert "| synthetic_stride8 | `ciou_dfl` | 0.01 | 0.1 | 3 | 0.00% |" in text
+    assert "| synthetic_stride8 | `ciou_dfl` | 0.01 | 0.1 | 3 | 0 | 0 |" in text
+    tiny = clipping.markdown({"seed": 1000, "runs": [{**run, "max_interval_clipped": 1e-5}], "skipped": None})
+    assert "| 0.001 % |" in tiny and "1 of 1 runs clipped targets" in tiny

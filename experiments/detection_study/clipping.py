@@ -88,6 +88,10 @@ def logged_run(condition: study.Condition, arm: str, settings: dict, seed: int) 
     }
 
 
+def _percent(x: float) -> str:
+    return "0" if x == 0 else f"{100 * x:.3g} %"  # a tiny non-zero share must not print as 0.00 %
+
+
 def markdown(result: dict) -> str:
     lines = [
         "Written by `python -m experiments.detection_study.clipping`: each arm with a distribution "
@@ -95,7 +99,7 @@ def markdown(result: dict) -> str:
         "fraction logged at every step (`TrainConfig(log_clipped=True)`, `jax_dfl.clipped_fraction` "
         "of the assignment the step trains on), at the settings of the confirmatory records named. "
         "Per run: the largest and the mean over the training of the per-interval mean fraction "
-        f"(intervals of `eval_every` steps).",
+        f"(intervals of `eval_every` steps). `real`: the NEON crowns.",
         "",
         "| condition | arm | lr | gain | steps | largest interval mean | mean | settings from |",
         "|---|---|---|---|---|---|---|---|",
@@ -103,7 +107,7 @@ def markdown(result: dict) -> str:
     for r in result["runs"]:
         lines.append(
             f"| {r['condition']} | `{r['arm']}` | {r['lr']:g} | {r['gain']:g} | {r['steps']} | "
-            f"{r['max_interval_clipped']:.2%} | {r['mean_clipped']:.2%} | `{r['from']}` |"
+            f"{_percent(r['max_interval_clipped'])} | {_percent(r['mean_clipped'])} | `{r['from']}` |"
         )
     clipped = [r for r in result["runs"] if r["max_interval_clipped"] > 0]
     lines += [
