@@ -8,13 +8,15 @@ off by default, a shared training loop); each change was meant to leave what a r
 unchanged. This retrains the named runs of a condition of the ``detection_test`` configuration
 (at the record's own number of steps) into a temporary store and compares, per run, the test
 metrics and the validation curve with the committed record: the largest absolute difference,
-and whether they are identical. Writes ``reproduce.json`` and ``reproduce.md``.
+and whether they are identical. Writes ``<name>.json`` and ``<name>.md`` (``--name``, default
+``reproduce``), with the ``XLA_FLAGS`` the rerun had.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import tempfile
 
@@ -59,6 +61,7 @@ def main(argv=None) -> dict:
     p.add_argument("--condition", default="synthetic_stride8")
     p.add_argument("--keys", nargs="+", required=True)
     p.add_argument("--cache", type=pathlib.Path, default=default_cache())
+    p.add_argument("--name", default="reproduce", help="the output files' name (<name>.json, <name>.md)")
     args = p.parse_args(argv)
     config = configs.get("detection_test")
     _, reported = study.conditions(config, args.cache, "synthetic")
@@ -73,11 +76,14 @@ def main(argv=None) -> dict:
             study.run_phase([[parse_key(key)]], study.with_steps(condition, steps), store, phase="reported")
             compared[key] = differences(old, store.read(key))
             print(f"{key}: {compared[key]}")
-    result = {"device": device_info(), "condition": args.condition, "runs": compared}
-    (args.out / "reproduce.json").write_text(json.dumps(result, indent=2, default=json_default) + "\n")
+    # XLA's CPU thread settings change how reductions are split, hence the rounding: record them.
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    result = {"device": device_info(), "xla_flags": xla_flags, "condition": args.condition, "runs": compared}
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=json_default) + "\n")
     lines = [
         "Recorded runs retrained with the code at the time of this file "
-        "(`python -m experiments.detection_study.reproduce`), compared with their records:",
+        f"(`python -m experiments.detection_study.reproduce`; XLA_FLAGS {xla_flags or 'unset'}), "
+        "compared with their records:",
         "",
         "| run | test AP (record) | test AP (rerun) | largest test-metric difference "
         "| largest validation-curve difference | identical |",
@@ -89,7 +95,7 @@ def main(argv=None) -> dict:
             f"| {r['test_max_abs']:.2g} | {r['val_curve_max_abs']:.2g} "
             f"| {'yes' if r['identical'] else 'no'} |"
         )
-    (args.out / "reproduce.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     return result
 
 
