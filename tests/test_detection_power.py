@@ -192,3 +192,26 @@ def test_reproduce_parses_keys_and_measures_differences():
     d = reproduce.differences(old, new)
     assert d["test_max_abs"] == pytest.approx(0.0005) and d["val_curve_max_abs"] == pytest.approx(0.0002)
     assert not d["identical"] and reproduce.differences(old, old)["identical"]
+
+
+def test_without_seeds_recomputes_the_tests_on_the_seeds_left():
+    rng = np.random.default_rng(7)
+    runs = [
+        {"arm": arm, "seed": seed, "test": {"AP": float(rng.uniform())}}
+        for arm in ("a", "b", "c")
+        for seed in range(100, 108)
+    ]
+    results = {"conditions": {"8": {"runs": runs}}}
+    out = power.without_seeds(results, "synthetic_stride8", [("a", "b"), ("a", "c")], [101, 105])
+    tests = out["tests"]["synthetic_stride8"]
+    ap = {(r["arm"], r["seed"]): r["test"]["AP"] for r in runs}
+    kept = [s for s in range(100, 108) if s not in (101, 105)]
+    for ref in ("b", "c"):
+        d = [ap["a", s] - ap[ref, s] for s in kept]
+        assert tests[f"a-{ref}"]["n"] == 6 and tests[f"a-{ref}"]["mean"] == pytest.approx(
+            np.mean(d), abs=1e-12
+        )
+        assert tests[f"a-{ref}"]["p_sign_flip"] == pytest.approx(stats.sign_flip_p(d), abs=1e-12)
+    holm = stats.holm({k: v["p_sign_flip"] for k, v in tests.items()})
+    assert all(tests[k]["p_sign_flip_holm"] == pytest.approx(holm[k]["p_holm"]) for k in tests)
+    assert set(power.verdicts(out, "synthetic_stride8", ["a-b", "a-c"])) == {"a-b", "a-c"}

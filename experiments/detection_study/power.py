@@ -157,6 +157,19 @@ def verdicts_markdown(out: Mapping[str, Mapping], power_result: Mapping | None =
     return "\n".join(lines) + "\n"
 
 
+def without_seeds(results: Mapping, condition: str, pairs: Sequence[tuple[str, str]], seeds) -> dict:
+    """Exploratory sensitivity: the condition's paired tests (Holm over ``pairs``) recomputed with
+    ``seeds`` left out, as a results file's ``tests`` entry for :func:`verdicts`."""
+    from experiments.detection_study.report import paired_tests
+
+    stride = condition.removeprefix("synthetic_stride")
+    runs = [r for r in results["conditions"][stride]["runs"] if r["seed"] not in set(seeds)]
+    per_arm: dict[str, dict[int, dict]] = {}
+    for r in runs:
+        per_arm.setdefault(r["arm"], {})[r["seed"]] = r["test"]
+    return {"tests": {condition: paired_tests(per_arm, list(pairs))}}
+
+
 def pilot_values(config, store: RunStore, arm: str) -> dict[int, float]:
     """Final validation AP per pilot seed at ``arm``'s chosen setting."""
     lr, gain, _ = choose(config, arm, store)
@@ -215,6 +228,12 @@ def main(argv=None) -> dict:
         action="store_true",
         help="read results_synthetic.json and write verdicts.json and verdicts.md",
     )
+    p.add_argument(
+        "--exclude-seeds",
+        type=int,
+        nargs="+",
+        help="with --verdicts: also write verdicts_sensitivity.{json,md} without these seeds (exploratory)",
+    )
     args = p.parse_args(argv)
     config = configs.get(args.config)
     if args.verdicts:
@@ -225,6 +244,16 @@ def main(argv=None) -> dict:
         power_path = args.out / "power.json"
         planned = json.loads(power_path.read_text()) if power_path.exists() else None
         (args.out / "verdicts.md").write_text(verdicts_markdown(out, planned))
+        if args.exclude_seeds:
+            left = without_seeds(results, primary, contrasts(config), args.exclude_seeds)
+            sensitivity = verdicts(left, primary, [f"{a}-{b}" for a, b in contrasts(config)])
+            (args.out / "verdicts_sensitivity.json").write_text(
+                json.dumps({"excluded_seeds": args.exclude_seeds, "verdicts": sensitivity}, indent=1)
+            )
+            (args.out / "verdicts_sensitivity.md").write_text(
+                f"Exploratory: seeds {', '.join(map(str, args.exclude_seeds))} left out (Holm over the same "
+                "three contrasts):\n\n" + verdicts_markdown(sensitivity)
+            )
         for name, r in out.items():
             print(
                 f"{name}: {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], "
