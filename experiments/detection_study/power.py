@@ -24,6 +24,7 @@ import numpy as np
 from experiments.common import stats
 from experiments.common.store import RunStore, json_default
 from experiments.detection_study import configs
+from experiments.detection_study.report import paired_tests
 from experiments.detection_study.study import choose
 from experiments.detection_study.train import Run
 
@@ -160,8 +161,6 @@ def verdicts_markdown(out: Mapping[str, Mapping], power_result: Mapping | None =
 def without_seeds(results: Mapping, condition: str, pairs: Sequence[tuple[str, str]], seeds) -> dict:
     """Exploratory sensitivity: the condition's paired tests (Holm over ``pairs``) recomputed with
     ``seeds`` left out, as a results file's ``tests`` entry for :func:`verdicts`."""
-    from experiments.detection_study.report import paired_tests
-
     stride = condition.removeprefix("synthetic_stride")
     runs = [r for r in results["conditions"][stride]["runs"] if r["seed"] not in set(seeds)]
     per_arm: dict[str, dict[int, dict]] = {}
