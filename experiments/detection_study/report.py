@@ -22,7 +22,7 @@ from . import evaluate as ev
 from . import plots
 from . import synthetic as syn
 from .configs.default import StudyConfig
-from .study import Run, describe_decision, grid, reported_seeds
+from .study import Run, describe_decision, grid, reported_seeds, seed_count
 
 REAL_METRICS = ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP_T1", "AP_T2", "AP_T3"]
 SYN_METRICS = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"]
@@ -89,9 +89,9 @@ def summary_markdown(results: dict) -> str:
             lines += _table(iv["AP"], REAL_METRICS) + [""]
             lines += ["Paired differences (arm - reference):", ""] + _table(iv["diff"], REAL_METRICS) + [""]
             lines += [
-                "The bootstrap resamples only 5 seeds (percentile limits), so its seed part under-covers. "
-                "The same pairs with a t-interval over the 5 seeds' test AP (t(4) quantiles; test blocks "
-                "held fixed, so block sampling is not in these):",
+                f"The bootstrap resamples only {iv['seeds']} seeds (percentile limits), so its seed part "
+                f"under-covers. The same pairs with a t-interval over the {iv['seeds']} seeds' test AP "
+                f"(t({iv['seeds'] - 1}) quantiles; test blocks held fixed, so block sampling is not in these):",
                 "",
                 *_table(seed_pairs(res["runs"], REAL_METRICS, list(iv["diff"])), REAL_METRICS),
                 "",
@@ -410,11 +410,11 @@ def _pilot_entries(config: StudyConfig, arms, store: RunStore) -> list[dict]:
     return entries
 
 
-def _reported(config: StudyConfig, arms, chosen, store: RunStore) -> list[dict]:
+def _reported(config: StudyConfig, arms, chosen, store: RunStore, condition: str) -> list[dict]:
     runs = []
     for arm in arms:
         lr, gain, _ = chosen[arm]
-        for seed in reported_seeds(config):
+        for seed in reported_seeds(config, condition):
             rec = store.read(Run(arm, seed, lr, gain).key)
             runs.append({**rec, "key": Run(arm, seed, lr, gain).key})
     return runs
@@ -440,7 +440,7 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
     if data == "real":
         name = info["conditions"][0]
         store = RunStore(out / "records" / name)
-        runs = _reported(config, arms, chosen, store)
+        runs = _reported(config, arms, chosen, store, name)
         res.update({k: v for k, v in condition_data[name].items() if k != "_views"})
         res["runs"] = runs
         objects = {r["key"]: store.read_object(r["key"]) for r in runs}
@@ -460,7 +460,7 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
             res["intervals"]["AP"],
             REAL_METRICS,
             out / f"ap_by_size_{tag}.png",
-            f"NEON crowns, test blocks: AP per arm ({config.seeds} seeds; "
+            f"NEON crowns, test blocks: AP per arm ({seed_count(config, name)} seeds; "
             "bootstrap 95% over seeds and blocks)",
         )
         plots.curves(
@@ -483,7 +483,7 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
     task = syn.SyntheticTask()
     for name in info["conditions"]:
         stride = int(name.removeprefix("synthetic_stride"))
-        runs = _reported(config, arms, chosen, RunStore(out / "records" / name))
+        runs = _reported(config, arms, chosen, RunStore(out / "records" / name), name)
         per_arm_list = {a: [r["test"] for r in runs if r["arm"] == a] for a in arms}
         ap = {a: {m: ev.t_interval([v[m] for v in per_arm_list[a]]) for m in SYN_METRICS} for a in arms}
         diff = {
@@ -528,7 +528,7 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
             ap,
             SYN_METRICS,
             out / f"ap_by_size_synthetic_stride{stride}.png",
-            f"synthetic, stride {stride}: AP per arm ({config.seeds} seeds; 95% t-interval)",
+            f"synthetic, stride {stride}: AP per arm ({seed_count(config, name)} seeds; 95% t-interval)",
         )
     res["resolution"] = cells
     if cells:

@@ -112,8 +112,18 @@ def pilot_runs(config: StudyConfig, arm: str) -> list[Run]:
     return [Run(arm, seed, lr, gain) for (lr, gain) in grid(config, arm) for seed in config.pilot_seeds]
 
 
-def reported_seeds(config: StudyConfig) -> list[int]:
-    return list(range(config.first_seed, config.first_seed + config.seeds))
+def seed_count(config: StudyConfig, condition: str | None = None) -> int:
+    """The number of reported seeds of ``condition`` (``config.seeds`` unless ``condition_seeds``
+    names it with fewer)."""
+    counts = dict(config.condition_seeds)
+    if condition in counts and not 0 < counts[condition] <= config.seeds:
+        raise ValueError(f"condition_seeds[{condition!r}] = {counts[condition]}: not in 1 .. {config.seeds}")
+    return counts.get(condition, config.seeds) if condition is not None else config.seeds
+
+
+def reported_seeds(config: StudyConfig, condition: str | None = None) -> list[int]:
+    """The reported seeds (of ``condition``: :func:`seed_count`), from ``first_seed``."""
+    return list(range(config.first_seed, config.first_seed + seed_count(config, condition)))
 
 
 def batches(runs: Sequence[Run], size: int) -> list[list[Run]]:
@@ -492,10 +502,10 @@ def run_data(
     # the results' layout is the same whichever schedule was decided.
     reported = [with_steps(c, tuning["steps"]) for c in reported]
     settings = {a: chosen[a][:2] for a in arms}
-    planned = reported_batches(arms, settings, reported_seeds(config), config.max_batch)
-    if worker is not None:
-        planned = worker_share(planned, len(arms), *worker)
     for condition in reported:
+        planned = reported_batches(arms, settings, reported_seeds(config, condition.name), config.max_batch)
+        if worker is not None:
+            planned = worker_share(planned, len(arms), *worker)
         run_phase(
             planned,
             condition,
@@ -531,7 +541,8 @@ def total_steps(config: StudyConfig, data: Sequence[str], *, pilot_only: bool = 
     total = 0
     for d in data:
         settings = config.real if d == "real" else config.synthetic
-        conditions_count = 1 if d == "real" else len(settings.strides)
+        names = ["real"] if d == "real" else [f"synthetic_stride{s}" for s in settings.strides]
+        seeds = sum(seed_count(config, n) for n in names)
         pilot = sum(len(pilot_runs(config, a)) for a in arms)
         if config.extend_edges:
             for a in arms:
@@ -540,6 +551,6 @@ def total_steps(config: StudyConfig, data: Sequence[str], *, pilot_only: bool = 
         check = 0
         if config.schedule_check_steps is not None:
             check = len(arms) * len(config.pilot_seeds) * config.schedule_check_steps
-        reported = 0 if pilot_only else len(arms) * config.seeds * conditions_count
+        reported = 0 if pilot_only else len(arms) * seeds
         total += (pilot + reported) * settings.steps + check
     return total

@@ -50,6 +50,9 @@ class StudyConfig:
     select_by: str = "final_val_AP"  # pilot criterion, mean over pilot seeds: or "val_auc"
     seeds: int = 5
     first_seed: int = 0
+    # (condition name, seeds) where a condition reports fewer seeds than ``seeds`` (the first ones):
+    # a secondary condition cut to fit the budget, e.g. (("synthetic_stride4", 16),).
+    condition_seeds: tuple[tuple[str, int], ...] = ()
     max_batch: int = 8  # runs per vmapped program (seeds x grid points of one arm)
     # "vmap": one batched program (meant for an accelerator). On this project's 2-core CPU a vmapped
     # step of 4 runs took 0.35x the throughput of 4 runs alone and "map" (lax.map) 0.10x
