@@ -297,3 +297,51 @@ def test_a_record_from_another_schedule_is_not_taken_for_this_one(tmp_path):
     assert study.run_phase([[run]], condition(800), store, phase="reported") == {"trained": 0, "skipped": 1}
     with pytest.raises(ValueError, match="trained for 800 steps"):
         study.run_phase([[run]], condition(1600), store, phase="reported")
+
+
+def test_a_condition_can_report_fewer_seeds_than_the_others(tmp_path, monkeypatch):
+    config = dataclasses.replace(
+        configs.get("smoke"),
+        data=("synthetic",),
+        seeds=3,
+        first_seed=100,
+        max_batch=1,
+        condition_seeds=(("synthetic_stride4", 2),),
+        synthetic=dataclasses.replace(configs.get("smoke").synthetic, strides=(8, 4), pilot_stride=8),
+    )
+    assert study.reported_seeds(config, "synthetic_stride8") == [100, 101, 102]
+    assert study.reported_seeds(config, "synthetic_stride4") == [100, 101]
+    assert study.reported_seeds(config) == [100, 101, 102]
+    # The run planner trains each condition's own seeds (the tuning is not what is tested here).
+    arms = list(config.arms)
+    monkeypatch.setattr(study, "tune", lambda *a, **k: ({a: (1e-2, 0.0, {}) for a in arms}, {"steps": None}))
+    monkeypatch.setattr(study, "with_steps", lambda c, steps: c)
+    planned = {}
+    monkeypatch.setattr(
+        study,
+        "run_phase",
+        lambda batches, condition, *a, **k: planned.setdefault(
+            condition.name, sorted({r.seed for b in batches for r in b})
+        ),
+    )
+    study.run_data(config, "synthetic", tmp_path, tmp_path, log=lambda m: None)
+    assert planned == {"synthetic_stride8": [100, 101, 102], "synthetic_stride4": [100, 101]}
+    steps = config.synthetic.steps
+    full = dataclasses.replace(config, condition_seeds=())
+    assert (
+        study.total_steps(full, ["synthetic"]) - study.total_steps(config, ["synthetic"]) == len(arms) * steps
+    )
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match="condition_seeds"):
+            study.reported_seeds(
+                dataclasses.replace(config, condition_seeds=(("synthetic_stride4", bad),)),
+                "synthetic_stride4",
+            )
+
+
+def test_the_detection_test_reports_32_seeds_at_stride_8_and_16_at_stride_4():
+    # Amendment 2 of the pre-registration; the crowns' target is 8 seeds.
+    config = configs.get("detection_test")
+    assert study.reported_seeds(config, "synthetic_stride8") == list(range(100, 132))
+    assert study.reported_seeds(config, "synthetic_stride4") == list(range(100, 116))
+    assert study.reported_seeds(configs.get("detection_test_crowns"), "real") == list(range(100, 108))

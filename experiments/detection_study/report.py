@@ -91,7 +91,8 @@ def summary_markdown(results: dict) -> str:
             lines += [
                 f"The bootstrap resamples only {iv['seeds']} seeds (percentile limits), so its seed part "
                 f"under-covers. The same pairs with a t-interval over the {iv['seeds']} seeds' test AP "
-                f"(t({iv['seeds'] - 1}) quantiles; test blocks held fixed, so block sampling is not in these):",
+                f"(t({iv['seeds'] - 1}) quantiles; test blocks held fixed, so block sampling is not in "
+                "these):",
                 "",
                 *_table(seed_pairs(res["runs"], REAL_METRICS, list(iv["diff"])), REAL_METRICS),
                 "",
