@@ -162,6 +162,20 @@ def test_paired_bootstrap_matches_a_hand_computation():
     assert out["AP"]["a"]["AP"] == pytest.approx({"mean": 1.0, "lo": 1.0, "hi": 1.0})
 
 
+def test_paired_bootstrap_of_given_pairs_only():
+    # The crowns report the pre-registered contrasts (arm, reference), not every arm against references.
+    gt = [[10.0, 10.0, 40.0, 40.0]]
+    far = [[100.0, 100.0, 120.0, 120.0]]
+    hit, miss = _matches([gt], [gt]), _matches([far], [gt])
+    arms = {"a": [hit, miss], "b": [miss, miss], "c": [hit, hit]}
+    out = ev.bootstrap_intervals(
+        arms, np.zeros(1, int), references=[], metrics=["AP"], replicates=400, pairs=[("a", "b"), ("a", "c")]
+    )
+    assert list(out["diff"]) == ["a-b", "a-c"]
+    assert out["diff"]["a-b"]["AP"] == pytest.approx({"mean": 0.5, "lo": 0.0, "hi": 1.0})
+    assert out["diff"]["a-c"]["AP"] == pytest.approx({"mean": -0.5, "lo": -1.0, "hi": 0.0})
+
+
 def test_ap_from_matches_equals_coco_evaluate():
     rng = np.random.default_rng(1)
     gts, preds, scores = [], [], []

@@ -342,8 +342,10 @@ def bootstrap_intervals(
     metrics: Sequence[str],
     replicates: int = 1000,
     seed: int = 0,
+    pairs: Sequence[tuple[str, str]] | None = None,
 ) -> dict:
-    """95% percentile intervals of every arm's AP and of its paired differences against ``references``.
+    """95% percentile intervals of every arm's AP and of its paired differences against ``references``
+    (or, when ``pairs`` is given, of exactly those ``(arm, reference)`` differences).
 
     ``matches[arm][s]`` is arm ``arm``'s test matching for seed ``s`` (the same seeds, in the same
     order, for every arm; the same test blocks). Each replicate draws seeds with replacement and,
@@ -356,7 +358,7 @@ def bootstrap_intervals(
     n_seeds = len(matches[arms[0]])
     if any(len(matches[a]) != n_seeds for a in arms):
         raise ValueError("every arm needs one Matches per seed, paired")
-    pairs = reference_pairs(arms, references)
+    pairs = reference_pairs(arms, references) if pairs is None else [tuple(p) for p in pairs]
     full = {a: [ap_from_matches(m) for m in matches[a]] for a in arms}
 
     def summary(per_seed_values, metric):

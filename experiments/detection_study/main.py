@@ -158,7 +158,9 @@ def main(argv=None) -> dict:
         )
         (args.out / f"pilot{suffix}.md").write_text(pilot)
     else:
-        (args.out / "summary.md").write_text(report.summary_markdown(results))
+        # From every results file in DIR: a crowns run (results_real.json) must not drop the
+        # synthetic runs' sections written there by an earlier run (results_synthetic.json).
+        report.summarise(args.out)
     print(f"wrote {args.out / name} in {results['config']['seconds_total']:.0f} s")
     return results
 

@@ -87,18 +87,28 @@ def summary_markdown(results: dict) -> str:
                 "",
             ]
             lines += _table(iv["AP"], REAL_METRICS) + [""]
-            lines += ["Paired differences (arm - reference):", ""] + _table(iv["diff"], REAL_METRICS) + [""]
-            lines += [
-                f"The bootstrap resamples only {iv['seeds']} seeds (percentile limits), so its seed part "
-                f"under-covers. The same pairs with a t-interval over the {iv['seeds']} seeds' test AP "
-                f"(t({iv['seeds'] - 1}) quantiles; test blocks held fixed, so block sampling is not in "
-                "these):",
-                "",
-                *_table(seed_pairs(res["runs"], REAL_METRICS, list(iv["diff"])), REAL_METRICS),
-                "",
-            ]
+            if iv["diff"]:
+                lines += ["Paired differences (arm - reference), the same bootstrap:", ""]
+                lines += _table(iv["diff"], REAL_METRICS) + [""]
+            lines += (
+                []
+                if not iv["diff"]
+                else [
+                    f"The bootstrap resamples only {iv['seeds']} seeds (percentile limits), so its seed part "
+                    f"under-covers. The same pairs with a t-interval over the {iv['seeds']} seeds' test AP "
+                    f"(t({iv['seeds'] - 1}) quantiles; test blocks held fixed, so block sampling is not in "
+                    "these):",
+                    "",
+                    *_table(seed_pairs(res["runs"], REAL_METRICS, list(iv["diff"])), REAL_METRICS),
+                    "",
+                ]
+            )
             if res.get("tests"):
                 lines += tests_markdown(res["tests"])
+            if res.get("secondary"):
+                lines += secondary_markdown(
+                    res["secondary"], res["plateau"], res["runs"][0]["curve"][-1]["step"]
+                )
             further = seed_pairs(res["runs"], REAL_METRICS)
             if further:
                 lines += ["Further pairs, same seed t-interval:", "", *_table(further, REAL_METRICS), ""]
@@ -282,6 +292,7 @@ def paired_tests(per_arm: dict[str, dict[int, dict]], pairs, metric: str = "AP")
 # The pre-registered secondary metrics of the primary contrasts: test AP75, test AP on the
 # smallest size class, and the area under the validation-AP curve (a run's ``metrics``).
 SECONDARY_METRICS = ("AP75", "AP_small", "val_auc")
+REAL_SECONDARY_METRICS = ("AP75", "AP_T1", "val_auc")
 
 
 def _value(run: dict, metric: str) -> float:
@@ -452,10 +463,14 @@ def collect(config: StudyConfig, data: str, out: pathlib.Path, info: dict) -> di
             references=config.references,
             metrics=REAL_METRICS,
             replicates=config.replicates,
+            pairs=pairs,  # the family: the references' pairs and the config's comparisons
         )
         res["premise"] = premise_summary(runs)
         per_arm = {a: {r["seed"]: r["test"] for r in runs if r["arm"] == a} for a in arms}
         res["tests"][name] = paired_tests(per_arm, pairs)
+        # On the crowns the smallest objects are the smallest crown-size tercile (AP_T1).
+        res["secondary"] = secondary_tests(runs, pairs, REAL_SECONDARY_METRICS)
+        res["plateau"] = plateau_summary(runs)
         tag = name
         plots.ap_by_size(
             res["intervals"]["AP"],
