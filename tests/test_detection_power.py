@@ -1,6 +1,7 @@
 """The detection test's power rule and verdicts (experiments/detection_study/power.py)."""
 
 import doctest
+import json
 import math
 
 import numpy as np
@@ -215,3 +216,16 @@ def test_without_seeds_recomputes_the_tests_on_the_seeds_left():
     holm = stats.holm({k: v["p_sign_flip"] for k, v in tests.items()})
     assert all(tests[k]["p_sign_flip_holm"] == pytest.approx(holm[k]["p_holm"]) for k in tests)
     assert set(power.verdicts(out, "synthetic_stride8", ["a-b", "a-c"])) == {"a-b", "a-c"}
+
+
+def test_the_crowns_power_statement_uses_the_earlier_crowns_seeds_at_the_budgets_count(tmp_path):
+    # Before the crowns' pilot has run: the SD is the earlier study's crowns SD alone, n is 8.
+    result = power.main(["--config", "detection_test_crowns", "--out", str(tmp_path)])
+    runs = json.loads(power.EARLIER_REAL.read_text())["real"]["runs"]
+    ap = {(r["arm"], r["seed"]): r["test"]["AP"] for r in runs}
+    for name, (a, b) in power.EARLIER_NEAREST.items():
+        d = np.array([ap[a, s] - ap[b, s] for s in range(5)], np.float64)
+        assert result["sd"][name] == pytest.approx(d.std(ddof=1), rel=1e-12)
+        assert math.isnan(result["detail"][name]["pilot_sd"])
+    assert result["seeds"] == 8 and result["condition"] == "real"
+    assert (tmp_path / "power_real.md").read_text().startswith("Crowns: **8 seeds**")

@@ -351,6 +351,11 @@ def test_smoke_preset_end_to_end(tmp_path):
         assert [c["step"] for c in run["curve"]] == [2]
         assert {"AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP_T1", "AP_T2", "AP_T3"} <= run["test"].keys()
         assert "out_of_site" in run["extra"]
+        # Each record names the crowns files it read (here the stand-ins: not the pinned values).
+        read = run["provenance"]["data_sha256"]
+        assert read == fetch_data.data_checksums(cache)["files"] and read != {
+            k: v for k, v in fetch_data.PINNED_SHA256.items() if k in read
+        }
     syn_part = saved["synthetic"]["conditions"]["8"]
     assert len(syn_part["runs"]) == 4 and "ciou_dfl-ciou" in syn_part["diff"]
     assert saved["synthetic"]["resolution"]

@@ -72,6 +72,7 @@ def test_a_restarted_study_skips_finished_runs_and_gives_the_same_results(tmp_pa
     assert resumed["chosen"] == whole["chosen"]
     for path in (tmp_path / "whole" / "records" / "synthetic_stride8").glob("*.json"):
         a = json.loads(path.read_text())
+        assert set(a["provenance"]) == {"commit", "uncommitted_changes", "xla_flags", "cpus"}
         b = json.loads((tmp_path / "cut" / "records" / "synthetic_stride8" / path.name).read_text())
         strip = lambda r: {k: v for k, v in r.items() if not k.endswith("seconds")}
         a["curve"] = [{k: v for k, v in c.items() if k != "seconds"} for c in a["curve"]]
@@ -345,3 +346,18 @@ def test_the_detection_test_reports_32_seeds_at_stride_8_and_16_at_stride_4():
     assert study.reported_seeds(config, "synthetic_stride8") == list(range(100, 132))
     assert study.reported_seeds(config, "synthetic_stride4") == list(range(100, 116))
     assert study.reported_seeds(configs.get("detection_test_crowns"), "real") == list(range(100, 108))
+
+
+def test_provenance_names_the_commit_and_the_thread_settings(monkeypatch):
+    import subprocess
+
+    from experiments.common.records import provenance
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    stamp = provenance()
+    assert stamp["xla_flags"] == "--xla_cpu_multi_thread_eigen=false" and stamp["cpus"] >= 1
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI's is a clone): the commit and a dirty flag
+        assert stamp["commit"] == head.stdout.strip() and isinstance(stamp["uncommitted_changes"], bool)
+    else:  # an unpacked sdist: no history to name
+        assert stamp["commit"] is None

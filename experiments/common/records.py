@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import platform
+import subprocess
 import time
 
 import jax
@@ -20,4 +23,25 @@ def device_info() -> dict:
         "python": platform.python_version(),
         "host": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def provenance() -> dict:
+    """What a record needs to be traced: the checkout's commit (and whether it had uncommitted
+    changes), ``XLA_FLAGS`` and the CPUs the process may use (XLA's CPU thread count follows them)."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": None if status is None else bool(status),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }

@@ -83,6 +83,7 @@ class RealData:
     ):
         eval_config = eval_config or EvalConfig()
         self.config, self.eval_config, self.split = config, eval_config, split
+        self.directory = directory  # the records name the SHA-256 of the files read from it
         self.scenes = data_lib.load_real(directory, scale=scale)
         shapes = [s.image.shape[:2] for s in self.scenes]
         if split == "blocks":

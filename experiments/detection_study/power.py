@@ -7,8 +7,10 @@ per-seed standard deviation as the larger of (a) the pilot seeds' paired differe
 validation AP at each arm's chosen setting and (b) the earlier study's five seeds at stride 8 for
 the nearest committed contrast, then the number of seeds: the smallest n >= ``min_seeds`` at which
 every primary contrast's expected 95 % half-width is at most ``target``, capped at ``max_seeds``.
-Writes DIR/power.json. :func:`verdict` turns a contrast's interval and Holm-adjusted p-value into
-the pre-registered reading.
+Writes DIR/power.json. ``--config detection_test_crowns``: the crowns' statement (amendment 3),
+the expected half-widths at the budget's seed count from the earlier study's crowns seeds and, once
+it has run, the crowns' pilot: DIR/power_real.json. :func:`verdict` turns a contrast's interval
+and Holm-adjusted p-value into the pre-registered reading.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ EARLIER_NEAREST = {
     "ciou_dfl-ciou": ("ciou_dfl", "ciou"),
 }
 EARLIER = pathlib.Path(__file__).resolve().parents[2] / "results/detection_study/results_synthetic.json"
+# The crowns (amendment 3): the earlier study's five crowns seeds, the same nearest contrasts.
+EARLIER_REAL = EARLIER.with_name("results_real.json")
 
 
 def paired_sd(a: Mapping[int, float], b: Mapping[int, float]) -> float:
@@ -170,13 +174,21 @@ def without_seeds(results: Mapping, condition: str, pairs: Sequence[tuple[str, s
 
 
 def pilot_values(config, store: RunStore, arm: str) -> dict[int, float]:
-    """Final validation AP per pilot seed at ``arm``'s chosen setting."""
-    lr, gain, _ = choose(config, arm, store)
-    return {s: store.read(Run(arm, s, lr, gain).key)["metrics"]["final_val_AP"] for s in config.pilot_seeds}
+    """Final validation AP per pilot seed at ``arm``'s chosen setting; empty while the pilot's grid
+    is not finished (a power statement made before the pilot uses the earlier study's SD only)."""
+    try:
+        lr, gain, _ = choose(config, arm, store)
+        return {
+            s: store.read(Run(arm, s, lr, gain).key)["metrics"]["final_val_AP"] for s in config.pilot_seeds
+        }
+    except FileNotFoundError:
+        return {}
 
 
 def earlier_values(path: pathlib.Path, arm: str, stride: str = "8") -> dict[int, float]:
-    runs = json.loads(path.read_text())["synthetic"]["conditions"][stride]["runs"]
+    """Test AP per seed of ``arm`` in the earlier study's results file (crowns: ``results_real.json``)."""
+    part = json.loads(path.read_text())
+    runs = part["real"]["runs"] if "real" in part else part["synthetic"]["conditions"][stride]["runs"]
     return {r["seed"]: r["test"]["AP"] for r in runs if r["arm"] == arm}
 
 
@@ -187,9 +199,18 @@ def contrasts(config) -> Sequence[tuple[str, str]]:
 def power_markdown(result: Mapping) -> str:
     """The power statement as Markdown (``result``: what :func:`main` writes to power.json)."""
     n = result["seeds"]
+    if result.get("condition") == "real":  # amendment 3: the budget fixes the crowns' seeds
+        head = (
+            f"Crowns: **{n} seeds**, the budget's (amendment 3); the rule's target half-width "
+            f"{result['target']:g} AP."
+        )
+    else:
+        head = (
+            f"Power rule: **{n} seeds**{' (the cap binds)' if result['capped'] else ''}; target half-width "
+            f"{result['target']:g} AP."
+        )
     lines = [
-        f"Power rule: **{n} seeds**{' (the cap binds)' if result['capped'] else ''}; target half-width "
-        f"{result['target']:g} AP.",
+        head,
         "",
         "| contrast | SD used | pilot SD (val AP, 2 seeds) | earlier SD (test AP, 5 seeds) | seeds needed "
         f"| expected half-width at {n} |",
@@ -221,7 +242,11 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="detection_test")
     p.add_argument("--out", type=pathlib.Path, required=True)
-    p.add_argument("--earlier", type=pathlib.Path, default=EARLIER)
+    p.add_argument(
+        "--earlier",
+        type=pathlib.Path,
+        help="the earlier study's results file (default: by the config's data)",
+    )
     p.add_argument(
         "--verdicts",
         action="store_true",
@@ -259,17 +284,22 @@ def main(argv=None) -> dict:
                 f"Holm p {r['p_sign_flip_holm']:.3g}: {r['verdict']}"
             )
         return out
-    store = RunStore(args.out / "records" / f"synthetic_stride{config.synthetic.pilot_stride}")
+    real = config.data == ("real",)
+    earlier_path = args.earlier or (EARLIER_REAL if real else EARLIER)
+    condition = "real" if real else f"synthetic_stride{config.synthetic.pilot_stride}"
+    store = RunStore(args.out / "records" / condition)
     sds = {}
     detail = {}
     for a, b in contrasts(config):
         name = f"{a}-{b}"
         pilot = paired_sd(pilot_values(config, store, a), pilot_values(config, store, b))
         ea, eb = EARLIER_NEAREST[name]
-        earlier = paired_sd(earlier_values(args.earlier, ea), earlier_values(args.earlier, eb))
+        earlier = paired_sd(earlier_values(earlier_path, ea), earlier_values(earlier_path, eb))
         sds[name] = float(np.nanmax([pilot, earlier]))
         detail[name] = {"pilot_sd": pilot, "earlier_sd": earlier, "earlier_contrast": f"{ea}-{eb}"}
-    plan = planned_seeds(sds)
+    # The crowns' seed count is the budget's (amendment 3), not the rule's: state what it can resolve.
+    bounds = {"min_seeds": config.seeds, "max_seeds": config.seeds} if real else {}
+    plan = planned_seeds(sds, **bounds)
     # What the planned seeds can show: each verdict's chance with no effect and with an effect
     # of one margin, at the contrast's SD (Holm's best and worst case for its p-value).
     chances = {
@@ -282,9 +312,17 @@ def main(argv=None) -> dict:
         }
         for name, sd in sds.items()
     }
-    result = {"config": args.config, "sd": sds, "detail": detail, **plan, "verdict_chances": chances}
-    (args.out / "power.json").write_text(json.dumps(result, indent=1, default=json_default))
-    (args.out / "power.md").write_text(power_markdown(result))
+    result = {
+        "config": args.config,
+        "condition": condition,
+        "sd": sds,
+        "detail": detail,
+        **plan,
+        "verdict_chances": chances,
+    }
+    suffix = "_real" if real else ""
+    (args.out / f"power{suffix}.json").write_text(json.dumps(result, indent=1, default=json_default))
+    (args.out / f"power{suffix}.md").write_text(power_markdown(result))
     for name in sds:
         print(
             f"{name}: sd {sds[name]:.4f} (pilot {detail[name]['pilot_sd']:.4f}, earlier "

@@ -78,6 +78,20 @@ def summary_markdown(results: dict) -> str:
         ]
         lines += pilot_table(res["pilot"], res.get("pilot_extra", [])) + [""]
         if name.startswith("real"):
+            if res.get("tuning"):  # the detection test's crowns leg: exploratory, its own pilot
+                lines += [
+                    "Secondary condition (exploratory): no verdicts; Holm within this condition only.",
+                    "",
+                    pilot_markdown(res),
+                ]
+            checks = res.get("data_sha256")
+            if checks:
+                lines += [
+                    "Data read (SHA-256 of each file; mismatches with the pinned values: "
+                    f"{', '.join(checks['mismatched']) or 'none'}): "
+                    + ", ".join(f"`{k}` {(v or 'missing')[:16]}" for k, v in checks["files"].items()),
+                    "",
+                ]
             iv = res["intervals"]
             edges = ", ".join(f"{e:.1f}" for e in res["data"]["tercile_edges_sqrt_area_px"])
             lines += [
@@ -111,7 +125,12 @@ def summary_markdown(results: dict) -> str:
                 )
             further = seed_pairs(res["runs"], REAL_METRICS)
             if further:
-                lines += ["Further pairs, same seed t-interval:", "", *_table(further, REAL_METRICS), ""]
+                lines += [
+                    "Further pairs (exploratory, not in the Holm family), same seed t-interval:",
+                    "",
+                    *_table(further, REAL_METRICS),
+                    "",
+                ]
             oos = {r["arm"]: [] for r in res["runs"]}
             for r in res["runs"]:
                 oos[r["arm"]].append(r["extra"].get("out_of_site", {}).get("AP", np.nan))

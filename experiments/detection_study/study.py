@@ -28,10 +28,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from experiments.common.records import provenance
 from experiments.common.store import RunStore
 
 from . import arms as arms_lib
 from . import evaluate as ev
+from . import fetch_data
 from . import synthetic as syn
 from .configs.default import StudyConfig
 from .datasets import RealData, SyntheticData, size_edges_for
@@ -193,6 +195,9 @@ def train_and_record(
         progress=progress,
         mode=mode,
     )
+    stamp = provenance()
+    if condition.data == "real":  # the crowns files this run read (main refuses unpinned ones)
+        stamp["data_sha256"] = fetch_data.data_checksums(dataset.directory)["files"]
     for run, result in zip(batch, results, strict=True):
         record = {
             **dataclasses.asdict(run),
@@ -204,6 +209,7 @@ def train_and_record(
             "compile_seconds": result.compile_seconds,
             "train_seconds": result.train_seconds,
             "eval_seconds": result.eval_seconds,
+            "provenance": stamp,
         }
         obj = None
         if phase == "reported":
