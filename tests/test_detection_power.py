@@ -229,3 +229,35 @@ def test_the_crowns_power_statement_uses_the_earlier_crowns_seeds_at_the_budgets
         assert math.isnan(result["detail"][name]["pilot_sd"])
     assert result["seeds"] == 8 and result["condition"] == "real"
     assert (tmp_path / "power_real.md").read_text().startswith("Crowns: **8 seeds**")
+
+
+def test_secondary_reads_stride_4_and_the_crowns_but_not_the_primary(tmp_path):
+    config = power.configs.get("detection_test")
+    row = lambda mean: {"n": 16, "mean": mean, "lo": mean - 0.01, "hi": mean + 0.01, "p_sign_flip": 0.2}
+    tests = {
+        cond: {
+            f"{a}-{b}": {**row(m), "p_sign_flip_holm": 0.4}
+            for (a, b), m in zip(power.contrasts(config), ms, strict=True)
+        }
+        for cond, ms in {
+            "synthetic_stride8": (0.1, 0.2, 0.3),
+            "synthetic_stride4": (0.01, 0.02, 0.03),
+        }.items()
+    }
+    (tmp_path / "results_synthetic.json").write_text(json.dumps({"synthetic": {"tests": tests}}))
+    assert set(power.secondary(tmp_path, config)) == {"synthetic_stride4"}  # no crowns file yet
+    name = "ciou_dfl-ciou"
+    real = {
+        "tests": {"real": {name: {**row(0.05), "n": 8, "p_sign_flip_holm": 0.03}}},
+        "intervals": {"diff": {name: {"AP": {"mean": 0.05, "lo": -0.002, "hi": 0.09}}}},
+    }
+    (tmp_path / "results_real.json").write_text(json.dumps({"real": real}))
+    (tmp_path / "power_real.json").write_text(json.dumps({"expected_half_width": {name: 0.007}}))
+    rows = power.secondary(tmp_path, config)
+    assert [r["mean"] for r in rows["synthetic_stride4"].values()] == [0.01, 0.02, 0.03]
+    assert (
+        rows["real"][name]["bootstrap"]["lo"] == -0.002 and rows["real"][name]["expected_half_width"] == 0.007
+    )
+    text = power.secondary_markdown(rows)
+    assert "| real | ciou_dfl-ciou | 8 | +0.0500 [+0.0400, +0.0600] | 0.0100 (0.0070) | 0.2 | 0.03 |" in text
+    assert "[-0.0020, +0.0900]" in text and text.count("(test set fixed)") == 3

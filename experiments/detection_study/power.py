@@ -162,6 +162,60 @@ def verdicts_markdown(out: Mapping[str, Mapping], power_result: Mapping | None =
     return "\n".join(lines) + "\n"
 
 
+def secondary(out: pathlib.Path, config) -> dict[str, dict]:
+    """The primary contrasts in the secondary conditions (exploratory, no verdicts): every synthetic
+    condition but the primary one (``results_synthetic.json``) and the crowns (``results_real.json``),
+    each with the paired t-interval, the unadjusted exact sign-flip p-value and its Holm adjustment
+    within the condition; on the crowns also the two-way bootstrap over seeds and test blocks and
+    the expected half-width of ``power_real.json``. Conditions whose results file is absent are
+    left out."""
+    primary = f"synthetic_stride{config.synthetic.strides[0]}"
+    names = [f"{a}-{b}" for a, b in contrasts(config)]
+    rows: dict[str, dict] = {}
+    path = out / "results_synthetic.json"
+    if path.exists():
+        tests = json.loads(path.read_text())["synthetic"]["tests"]
+        for condition, table in tests.items():
+            if condition != primary:
+                rows[condition] = {n: dict(table[n]) for n in names if n in table}
+    path = out / "results_real.json"
+    if path.exists():
+        real = json.loads(path.read_text())["real"]
+        planned = out / "power_real.json"
+        expected = json.loads(planned.read_text())["expected_half_width"] if planned.exists() else {}
+        rows["real"] = {}
+        for n in names:
+            if n in real["tests"]["real"]:
+                boot = real["intervals"]["diff"].get(n, {}).get("AP")
+                rows["real"][n] = {
+                    **real["tests"]["real"][n],
+                    "bootstrap": boot,
+                    "expected_half_width": expected.get(n),
+                }
+    return rows
+
+
+def secondary_markdown(rows: Mapping[str, Mapping]) -> str:
+    """:func:`secondary` as Markdown: one row per condition and contrast."""
+    lines = [
+        "| condition | contrast | seeds | mean difference [95% t-CI] | half-width (expected) | p (sign flip) "
+        "| Holm p (within condition) | bootstrap 95% over seeds and test blocks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for condition, table in rows.items():
+        for name, r in table.items():
+            half = (r["hi"] - r["lo"]) / 2
+            planned = f" ({r['expected_half_width']:.4f})" if r.get("expected_half_width") else ""
+            boot = r.get("bootstrap")
+            boot_cell = f"[{boot['lo']:+.4f}, {boot['hi']:+.4f}]" if boot else "(test set fixed)"
+            lines.append(
+                f"| {condition} | {name} | {r['n']} | {r['mean']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}] "
+                f"| {half:.4f}{planned} | {r['p_sign_flip']:.3g} | {r['p_sign_flip_holm']:.3g} "
+                f"| {boot_cell} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def without_seeds(results: Mapping, condition: str, pairs: Sequence[tuple[str, str]], seeds) -> dict:
     """Exploratory sensitivity: the condition's paired tests (Holm over ``pairs``) recomputed with
     ``seeds`` left out, as a results file's ``tests`` entry for :func:`verdicts`."""
@@ -258,8 +312,19 @@ def main(argv=None) -> dict:
         nargs="+",
         help="with --verdicts: also write verdicts_sensitivity.{json,md} without these seeds (exploratory)",
     )
+    p.add_argument(
+        "--secondary",
+        action="store_true",
+        help="write secondary.{json,md}: the primary contrasts at stride 4 and on the crowns (exploratory)",
+    )
     args = p.parse_args(argv)
     config = configs.get(args.config)
+    if args.secondary:
+        rows = secondary(args.out, config)
+        (args.out / "secondary.json").write_text(json.dumps(rows, indent=1, default=json_default))
+        (args.out / "secondary.md").write_text(secondary_markdown(rows))
+        print(secondary_markdown(rows))
+        return rows
     if args.verdicts:
         results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
         primary = f"synthetic_stride{config.synthetic.strides[0]}"
