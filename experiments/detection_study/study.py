@@ -120,7 +120,7 @@ def seed_count(config: StudyConfig, condition: str | None = None) -> int:
     counts = dict(config.condition_seeds)
     if condition in counts and not 0 < counts[condition] <= config.seeds:
         raise ValueError(f"condition_seeds[{condition!r}] = {counts[condition]}: not in 1 .. {config.seeds}")
-    return counts.get(condition, config.seeds) if condition is not None else config.seeds
+    return counts.get(condition, config.seeds)
 
 
 def reported_seeds(config: StudyConfig, condition: str | None = None) -> list[int]:
