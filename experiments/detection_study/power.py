@@ -198,7 +198,8 @@ def secondary(out: pathlib.Path, config) -> dict[str, dict]:
 def secondary_markdown(rows: Mapping[str, Mapping]) -> str:
     """:func:`secondary` as Markdown: one row per condition and contrast."""
     lines = [
-        "| condition | contrast | seeds | mean difference [95% t-CI] | half-width (expected) | p (sign flip) "
+        "| condition | contrast | seeds | mean difference [95% t-CI] | half-width (expected, if planned) "
+        "| p (sign flip) "
         "| Holm p (within condition) | bootstrap 95% over seeds and test blocks |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -310,7 +311,8 @@ def main(argv=None) -> dict:
         "--exclude-seeds",
         type=int,
         nargs="+",
-        help="with --verdicts: also write verdicts_sensitivity.{json,md} without these seeds (exploratory)",
+        help="with --verdicts (or --secondary): also write verdicts_sensitivity.{json,md} "
+        "(secondary_sensitivity.{json,md}) without these seeds (exploratory)",
     )
     p.add_argument(
         "--secondary",
@@ -324,6 +326,26 @@ def main(argv=None) -> dict:
         (args.out / "secondary.json").write_text(json.dumps(rows, indent=1, default=json_default))
         (args.out / "secondary.md").write_text(secondary_markdown(rows))
         print(secondary_markdown(rows))
+        if args.exclude_seeds:  # exploratory sensitivity of the synthetic secondary conditions
+            results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
+            left = {
+                c: without_seeds(results, c, contrasts(config), args.exclude_seeds)["tests"][c]
+                for c in rows
+                if c.startswith("synthetic_stride")
+            }
+            names = [f"{a}-{b}" for a, b in contrasts(config)]
+            left = {c: {n: t[n] for n in names if n in t} for c, t in left.items()}
+            text = (
+                f"Exploratory: seeds {', '.join(map(str, args.exclude_seeds))} left out (Holm within the "
+                "condition over the same three contrasts):\n\n" + secondary_markdown(left)
+            )
+            (args.out / "secondary_sensitivity.json").write_text(
+                json.dumps(
+                    {"excluded_seeds": args.exclude_seeds, "tests": left}, indent=1, default=json_default
+                )
+            )
+            (args.out / "secondary_sensitivity.md").write_text(text)
+            print(text)
         return rows
     if args.verdicts:
         results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
