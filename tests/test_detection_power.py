@@ -261,3 +261,28 @@ def test_secondary_reads_stride_4_and_the_crowns_but_not_the_primary(tmp_path):
     text = power.secondary_markdown(rows)
     assert "| real | ciou_dfl-ciou | 8 | +0.0500 [+0.0400, +0.0600] | 0.0100 (0.0070) | 0.2 | 0.03 |" in text
     assert "[-0.0020, +0.0900]" in text and text.count("(test set fixed)") == 3
+
+
+def test_secondary_sensitivity_recomputes_stride_4_without_the_seeds_given(tmp_path):
+    config = power.configs.get("detection_test")
+    rng = np.random.default_rng(0)
+    arms = ["ciou", "ciou_l1", "ciou_dist_l1", "ciou_dfl"]
+    runs = [
+        {"arm": a, "seed": s, "test": {"AP": float(rng.uniform(0.5, 0.6))}} for a in arms for s in range(6)
+    ]
+    per_arm = {a: {r["seed"]: r["test"] for r in runs if r["arm"] == a} for a in arms}
+    tests = {
+        c: power.paired_tests(per_arm, power.contrasts(config))
+        for c in ("synthetic_stride8", "synthetic_stride4")
+    }
+    results = {"synthetic": {"tests": tests, "conditions": {"4": {"runs": runs}, "8": {"runs": runs}}}}
+    (tmp_path / "results_synthetic.json").write_text(json.dumps(results))
+    power.main(["--secondary", "--exclude-seeds", "3", "--out", str(tmp_path)])
+    left = json.loads((tmp_path / "secondary_sensitivity.json").read_text())["tests"]
+    assert list(left) == ["synthetic_stride4"]
+    ap = {(r["arm"], r["seed"]): r["test"]["AP"] for r in runs}
+    kept = [0, 1, 2, 4, 5]
+    d = np.array([ap["ciou_dfl", s] - ap["ciou", s] for s in kept], np.float64)
+    assert left["synthetic_stride4"]["ciou_dfl-ciou"]["n"] == 5
+    assert left["synthetic_stride4"]["ciou_dfl-ciou"]["mean"] == pytest.approx(d.mean(), rel=1e-12)
+    assert "seeds 3 left out" in (tmp_path / "secondary_sensitivity.md").read_text()
