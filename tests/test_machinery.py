@@ -351,10 +351,14 @@ def test_the_detection_test_reports_32_seeds_at_stride_8_and_16_at_stride_4():
 def test_provenance_names_the_commit_and_the_thread_settings(monkeypatch):
     import subprocess
 
+    from experiments.common import records
     from experiments.common.records import provenance
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    records._checkout.cache_clear()
     stamp = provenance()
+    provenance()  # the checkout is read once a process: the code it loaded, whatever HEAD becomes
+    assert records._checkout.cache_info().misses == 1
     assert stamp["xla_flags"] == "--xla_cpu_multi_thread_eigen=false" and stamp["cpus"] >= 1
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:  # a checkout (CI's is a clone): the commit and a dirty flag

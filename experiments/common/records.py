@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import platform
@@ -28,7 +29,18 @@ def device_info() -> dict:
 
 def provenance() -> dict:
     """What a record needs to be traced: the checkout's commit (and whether it had uncommitted
-    changes), ``XLA_FLAGS`` and the CPUs the process may use (XLA's CPU thread count follows them)."""
+    changes) when this process first asked, i.e. the code it loaded (an entry point asks at its
+    start, as commits made while it runs do not change that code), ``XLA_FLAGS`` and the CPUs the
+    process may use (XLA's CPU thread count follows them)."""
+    return {
+        **_checkout(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+    }
+
+
+@functools.cache
+def _checkout() -> dict:
     root = pathlib.Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
@@ -42,6 +54,4 @@ def provenance() -> dict:
     return {
         "commit": git("rev-parse", "HEAD"),
         "uncommitted_changes": None if status is None else bool(status),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }

@@ -23,7 +23,7 @@ import time
 
 from tqdm import tqdm
 
-from experiments.common.records import device_info
+from experiments.common.records import device_info, provenance
 from experiments.common.store import json_default
 from experiments.detection_study import configs, fetch_data, report, study
 from experiments.detection_study.data import data_available
@@ -99,6 +99,7 @@ def main(argv=None) -> dict:
     if args.summarise:
         return report.summarise(args.out)
     config = settings(args)
+    provenance()  # the commit this process loaded, before any later commit moves HEAD
     device = device_info()
     print(f"device: {device['device_count']} x {device['device_kind']} ({device['platform']})")
     results = {
