@@ -261,6 +261,11 @@ def test_secondary_reads_stride_4_and_the_crowns_but_not_the_primary(tmp_path):
     text = power.secondary_markdown(rows)
     assert "| real | ciou_dfl-ciou | 8 | +0.0500 [+0.0400, +0.0600] | 0.0100 (0.0070) | 0.2 | 0.03 |" in text
     assert "[-0.0020, +0.0900]" in text and text.count("(test set fixed)") == 3
+    power.main(["--secondary", "--out", str(tmp_path)])  # one file per condition as well
+    assert (tmp_path / "secondary.md").read_text() == text
+    own = (tmp_path / "secondary_real.md").read_text()
+    assert "| real | ciou_dfl-ciou |" in own and "synthetic_stride4" not in own
+    assert (tmp_path / "secondary_synthetic_stride4.md").read_text().count("| synthetic_stride4 |") == 3
 
 
 def test_secondary_sensitivity_recomputes_stride_4_without_the_seeds_given(tmp_path):

@@ -317,7 +317,8 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--secondary",
         action="store_true",
-        help="write secondary.{json,md}: the primary contrasts at stride 4 and on the crowns (exploratory)",
+        help="write secondary.{json,md} (and secondary_CONDITION.md for each): the primary contrasts at "
+        "stride 4 and on the crowns (exploratory)",
     )
     args = p.parse_args(argv)
     config = configs.get(args.config)
@@ -325,6 +326,8 @@ def main(argv=None) -> dict:
         rows = secondary(args.out, config)
         (args.out / "secondary.json").write_text(json.dumps(rows, indent=1, default=json_default))
         (args.out / "secondary.md").write_text(secondary_markdown(rows))
+        for condition, table in rows.items():  # one file per condition, for its own page section
+            (args.out / f"secondary_{condition}.md").write_text(secondary_markdown({condition: table}))
         print(secondary_markdown(rows))
         if args.exclude_seeds:  # exploratory sensitivity of the synthetic secondary conditions
             results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
