@@ -291,3 +291,17 @@ def test_secondary_sensitivity_recomputes_stride_4_without_the_seeds_given(tmp_p
     assert left["synthetic_stride4"]["ciou_dfl-ciou"]["n"] == 5
     assert left["synthetic_stride4"]["ciou_dfl-ciou"]["mean"] == pytest.approx(d.mean(), rel=1e-12)
     assert "seeds 3 left out" in (tmp_path / "secondary_sensitivity.md").read_text()
+    # The crowns: their own file, from results_real.json's runs; the synthetic file stays as it was.
+    real = {"tests": {"real": tests["synthetic_stride4"]}, "intervals": {"diff": {}}, "runs": runs}
+    (tmp_path / "results_real.json").write_text(json.dumps({"real": real}))
+    before = (tmp_path / "secondary_sensitivity.json").read_text()
+    power.main(
+        ["--secondary", "--exclude-seeds", "0", "1", "--sensitivity-of", "real", "--out", str(tmp_path)]
+    )
+    assert (tmp_path / "secondary_sensitivity.json").read_text() == before
+    crowns = json.loads((tmp_path / "secondary_sensitivity_real.json").read_text())["tests"]
+    assert list(crowns) == ["real"]
+    kept = [2, 3, 4, 5]
+    d = np.array([ap["ciou_dfl", s] - ap["ciou_l1", s] for s in kept], np.float64)
+    assert crowns["real"]["ciou_dfl-ciou_l1"]["n"] == 4
+    assert crowns["real"]["ciou_dfl-ciou_l1"]["mean"] == pytest.approx(d.mean(), rel=1e-12)

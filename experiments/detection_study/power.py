@@ -219,9 +219,14 @@ def secondary_markdown(rows: Mapping[str, Mapping]) -> str:
 
 def without_seeds(results: Mapping, condition: str, pairs: Sequence[tuple[str, str]], seeds) -> dict:
     """Exploratory sensitivity: the condition's paired tests (Holm over ``pairs``) recomputed with
-    ``seeds`` left out, as a results file's ``tests`` entry for :func:`verdicts`."""
-    stride = condition.removeprefix("synthetic_stride")
-    runs = [r for r in results["conditions"][stride]["runs"] if r["seed"] not in set(seeds)]
+    ``seeds`` left out, as a results file's ``tests`` entry for :func:`verdicts`. ``results``: the
+    ``synthetic`` part of ``results_synthetic.json``, or for ``condition="real"`` the ``real`` part of
+    ``results_real.json`` (test blocks held fixed: the bootstrap is not redone)."""
+    if condition == "real":
+        every = results["runs"]
+    else:
+        every = results["conditions"][condition.removeprefix("synthetic_stride")]["runs"]
+    runs = [r for r in every if r["seed"] not in set(seeds)]
     per_arm: dict[str, dict[int, dict]] = {}
     for r in runs:
         per_arm.setdefault(r["arm"], {})[r["seed"]] = r["test"]
@@ -315,6 +320,13 @@ def main(argv=None) -> dict:
         "(secondary_sensitivity.{json,md}) without these seeds (exploratory)",
     )
     p.add_argument(
+        "--sensitivity-of",
+        choices=["synthetic", "real"],
+        default="synthetic",
+        help="with --secondary --exclude-seeds: the synthetic secondary conditions "
+        "(secondary_sensitivity.*) or the crowns (secondary_sensitivity_real.*; t-intervals only)",
+    )
+    p.add_argument(
         "--secondary",
         action="store_true",
         help="write secondary.{json,md} (and secondary_CONDITION.md for each): the primary contrasts at "
@@ -329,12 +341,15 @@ def main(argv=None) -> dict:
         for condition, table in rows.items():  # one file per condition, for its own page section
             (args.out / f"secondary_{condition}.md").write_text(secondary_markdown({condition: table}))
         print(secondary_markdown(rows))
-        if args.exclude_seeds:  # exploratory sensitivity of the synthetic secondary conditions
-            results = json.loads((args.out / "results_synthetic.json").read_text())["synthetic"]
+        if args.exclude_seeds:  # exploratory sensitivity of the synthetic secondary conditions, or the crowns
+            real = args.sensitivity_of == "real"
+            results = json.loads((args.out / f"results_{args.sensitivity_of}.json").read_text())[
+                args.sensitivity_of
+            ]
             left = {
                 c: without_seeds(results, c, contrasts(config), args.exclude_seeds)["tests"][c]
                 for c in rows
-                if c.startswith("synthetic_stride")
+                if (c == "real") == real
             }
             names = [f"{a}-{b}" for a, b in contrasts(config)]
             left = {c: {n: t[n] for n in names if n in t} for c, t in left.items()}
@@ -342,12 +357,13 @@ def main(argv=None) -> dict:
                 f"Exploratory: seeds {', '.join(map(str, args.exclude_seeds))} left out (Holm within the "
                 "condition over the same three contrasts):\n\n" + secondary_markdown(left)
             )
-            (args.out / "secondary_sensitivity.json").write_text(
+            name = "secondary_sensitivity" + ("_real" if real else "")
+            (args.out / f"{name}.json").write_text(
                 json.dumps(
                     {"excluded_seeds": args.exclude_seeds, "tests": left}, indent=1, default=json_default
                 )
             )
-            (args.out / "secondary_sensitivity.md").write_text(text)
+            (args.out / f"{name}.md").write_text(text)
             print(text)
         return rows
     if args.verdicts:
