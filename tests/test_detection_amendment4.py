@@ -1,0 +1,121 @@
+"""Amendment 4's analysis rules (levelled off, holds or changes, the primary family) against float64
+references written here, and its run order."""
+
+import numpy as np
+import pytest
+
+from experiments.detection_study import amendment4 as a4
+
+T975_DF2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
+
+
+def test_planned_order_is_seed_then_arm_then_short_before_long():
+    chosen = {arm: {"lr": 0.01, "gain": 0.5} for arm in a4.ARMS}
+    order = a4.planned(chosen)
+    assert len(order) == len(a4.SEEDS) * len(a4.ARMS) * 2
+    head = [(r.arm, r.seed, steps) for r, steps in order[:5]]
+    assert head == [
+        ("ciou", 100, 3200),
+        ("ciou", 100, 6400),
+        ("ciou_l1", 100, 3200),
+        ("ciou_l1", 100, 6400),
+        ("ciou_dist_l1", 100, 3200),
+    ]
+    assert [r.seed for r, _ in order] == sorted(r.seed for r, _ in order)
+
+
+def test_levelled_uses_the_upper_end_of_the_t_interval():
+    gains = np.array([0.001, 0.002, 0.003])
+    hi = gains.mean() + T975_DF2 * gains.std(ddof=1) / np.sqrt(3)  # 0.00448
+    r = a4.levelled(gains)
+    assert r["hi"] == pytest.approx(hi, rel=1e-9) and r["levelled"]
+    # A mean below the threshold is not enough: the interval's upper end decides.
+    noisy = [0.0, 0.002, 0.007]
+    assert np.mean(noisy) < a4.LEVEL and not a4.levelled(noisy)["levelled"]
+    assert not a4.levelled([0.001])["levelled"]  # one seed: no interval, not shown levelled
+
+
+@pytest.mark.parametrize(
+    ("change", "base", "long", "label"),
+    [
+        ([0.001, -0.001, 0.002, 0.0], 0.015, 0.0155, "holds"),
+        ([0.001, -0.001, 0.002, 0.0], 0.0003, -0.0002, "cannot tell"),  # small change, sign flipped
+        ([0.02, 0.021, 0.019, 0.02], 0.01, 0.03, "changed"),
+        ([-0.03, 0.03, -0.02, 0.025], 0.01, 0.011, "cannot tell"),  # wide, across 0
+        # inside (-0.01, 0.01) though it excludes 0: "holds" is checked first, a small change holds
+        ([0.004, 0.005, 0.006, 0.005], 0.01, 0.015, "holds"),
+    ],
+)
+def test_holds_labels(change, base, long, label):
+    r = a4.holds(change, base, long)
+    d = np.asarray(change, np.float64)
+    half = {4: 3.182446305284263}[len(d)] * d.std(ddof=1) / np.sqrt(len(d))
+    assert r["lo"] == pytest.approx(d.mean() - half, rel=1e-9, abs=1e-12)
+    assert r["label"] == label
+
+
+def _records(seeds, ap, val, steps_name):
+    return [
+        {
+            "arm": arm,
+            "seed": s,
+            "test": {"AP": ap[steps_name](arm, s)},
+            "curve": [{"val_AP": val[steps_name](arm, s)}],
+        }
+        for arm in a4.ARMS
+        for s in seeds
+    ]
+
+
+def _fixture(seeds):
+    rng = np.random.default_rng(0)
+    noise = {(arm, s, k): rng.normal(0, 0.003) for arm in a4.ARMS for s in range(200) for k in "bsl"}
+    lead = {"ciou": 0.0, "ciou_l1": 0.001, "ciou_dist_l1": 0.012, "ciou_dfl": 0.015}
+    ap = {
+        "base": lambda arm, s: 0.55 + lead[arm] + noise[arm, s, "b"],
+        "short": lambda arm, s: 0.58 + lead[arm] + noise[arm, s, "s"],
+        "long": lambda arm, s: 0.60 + lead[arm] + noise[arm, s, "l"],
+    }
+    val = {
+        "base": lambda arm, s: 0.5,
+        "short": lambda arm, s: 0.52 + 0.001 * (s % 3),
+        "long": lambda arm, s: 0.521 + 0.001 * (s % 3),  # gain 0.001 on every seed
+    }
+    return [_records(seeds, ap, val, k) for k in ("base", "short", "long")], ap
+
+
+def test_analyse_primary_family_and_rules():
+    seeds = list(range(100, 108))
+    (base, short, long), ap = _fixture(seeds)
+    out = a4.analyse(base, short, long[:-1])  # ciou_dfl seed 107 missing at 6400: seed 107 left out
+    assert out["seeds"] == seeds[:-1] and out["tested"]
+    kept = seeds[:-1]
+    d = np.array([ap["long"]("ciou_dfl", s) - ap["long"]("ciou", s) for s in kept], np.float64)
+    r = out["primary"]["ciou_dfl-ciou"]
+    t975_df6 = 2.4469118511449692
+    assert r["mean"] == pytest.approx(d.mean(), rel=1e-12) and r["n"] == 7
+    assert r["hi"] == pytest.approx(d.mean() + t975_df6 * d.std(ddof=1) / np.sqrt(7), rel=1e-9)
+    assert set(out["primary"]) == {"ciou_dfl-ciou_dist_l1", "ciou_dfl-ciou_l1", "ciou_dfl-ciou"}
+    assert r["verdict"] == "support"  # +0.015 on every seed, far beyond noise
+    assert r["p_sign_flip_holm"] == pytest.approx(min(1.0, 3 * 2 / 2**7))  # smallest p, first in Holm
+    assert all(v["levelled"] for v in out["levelled"].values()) and out["all_levelled"]
+    # The lead is the same at 1600 and 6400 steps: the contrast holds.
+    assert out["holds"]["ciou_dfl-ciou"]["label"] == "holds"
+    change = out["secondary"]["ciou_dfl-ciou"]["change_3200_to_6400"]
+    e = np.array(
+        [
+            (ap["long"]("ciou_dfl", s) - ap["long"]("ciou", s))
+            - (ap["short"]("ciou_dfl", s) - ap["short"]("ciou", s))
+            for s in kept
+        ]
+    )
+    assert change["mean"] == pytest.approx(e.mean(), rel=1e-9, abs=1e-12)
+    assert "at the plateau" in a4.markdown({"analysis": out, "complete": True, "remaining": 0, "commit": "x"})
+
+
+def test_analyse_below_seven_seeds_reports_intervals_only():
+    (base, short, long), _ = _fixture(list(range(100, 106)))
+    out = a4.analyse(base, short, long)
+    assert not out["tested"] and all("verdict" not in r for r in out["primary"].values())
+    text = a4.markdown({"analysis": out, "complete": False, "remaining": 8, "commit": "x"})
+    assert "intervals only" in text and "Cut off" in text and "(not tested)" in text
