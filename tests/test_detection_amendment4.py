@@ -119,3 +119,90 @@ def test_analyse_below_seven_seeds_reports_intervals_only():
     assert not out["tested"] and all("verdict" not in r for r in out["primary"].values())
     text = a4.markdown({"analysis": out, "complete": False, "remaining": 8, "commit": "x"})
     assert "intervals only" in text and "Cut off" in text and "(not tested)" in text
+
+
+def test_planned_is_the_whole_pre_registered_list():
+    chosen = {arm: {"lr": 0.001 * (i + 1), "gain": 0.1 * i} for i, arm in enumerate(a4.ARMS)}
+    got = [(r.arm, r.seed, r.lr, r.gain, steps) for r, steps in a4.planned(chosen)]
+    want = [
+        (arm, seed, chosen[arm]["lr"], chosen[arm]["gain"], steps)
+        for seed in range(100, 108)
+        for arm in ("ciou", "ciou_l1", "ciou_dist_l1", "ciou_dfl")
+        for steps in (3200, 6400)
+    ]
+    assert got == want
+
+
+def test_levelled_boundary_is_inclusive():
+    # Two seeds with equal gains: the interval is the point itself.
+    assert a4.levelled([0.005, 0.005])["levelled"]
+    assert not a4.levelled([0.0051, 0.0051])["levelled"]
+
+
+def test_holds_needs_the_same_sign_and_changed_can_straddle_the_band():
+    change = [0.001, -0.001, 0.002, 0.0]
+    assert a4.holds(change, 0.004, 0.005)["label"] == "holds"
+    assert a4.holds(change, 0.004, -0.005)["label"] == "cannot tell"  # opposite signs
+    # Excludes 0 but reaches beyond +0.01: changed, not holds.
+    assert a4.holds([0.008, 0.012, 0.010, 0.014], 0.01, 0.021)["label"] == "changed"
+
+
+def test_analyse_uses_same_seed_means_for_the_sign_and_zero_for_a_diverged_run():
+    seeds = list(range(100, 108))
+    (base, short, long), ap = _fixture(seeds)
+    # ciou_dfl 0.001 behind ciou_dist_l1 at 1600 steps and 0.001 ahead at 6400, on every seed: a
+    # change of 0.002, inside the band, but the sign flipped, so the contrast does not hold.
+    ref = {(r["arm"], r["seed"], k): r for k, runs in (("b", base), ("l", long)) for r in runs}
+    for s in seeds:
+        ref["ciou_dfl", s, "b"]["test"]["AP"] = ref["ciou_dist_l1", s, "b"]["test"]["AP"] - 0.001
+        ref["ciou_dfl", s, "l"]["test"]["AP"] = ref["ciou_dist_l1", s, "l"]["test"]["AP"] + 0.001
+    out = a4.analyse(base, short, long)
+    h = out["holds"]["ciou_dfl-ciou_dist_l1"]
+    assert h["mean"] == pytest.approx(0.002) and -a4.HOLD < h["lo"] and h["hi"] < a4.HOLD
+    assert out["primary"]["ciou_dfl-ciou_dist_l1"]["mean"] == pytest.approx(0.001)
+    assert h["label"] == "changed"  # not "holds": the signs differ; the interval excludes 0
+    # A NaN test AP counts as 0 (the study's rule), it is not dropped.
+    long[0]["test"]["AP"] = float("nan")  # ciou, seed 100
+    out = a4.analyse(base, short, long)
+    d = [ref["ciou_dfl", s, "l"]["test"]["AP"] - (0.0 if s == 100 else ap["long"]("ciou", s)) for s in seeds]
+    assert out["primary"]["ciou_dfl-ciou"]["n"] == 8
+    assert out["primary"]["ciou_dfl-ciou"]["mean"] == pytest.approx(np.mean(d), rel=1e-12)
+
+
+def test_not_levelled_says_at_6400_steps_and_both_schedules_needs_equal_labels():
+    seeds = list(range(100, 108))
+    (base, short, long), _ = _fixture(seeds)
+    for r in long:
+        if r["arm"] == "ciou":
+            r["curve"][-1]["val_AP"] += 0.02  # still gaining 0.021 from 3200 to 6400 steps
+    out = a4.analyse(base, short, long)
+    assert not out["levelled"]["ciou"]["levelled"] and not out["all_levelled"]
+    labels = {name: r["verdict"] for name, r in out["primary"].items()}
+    same = a4.both(out, labels)
+    assert same["labels_differ"] == {} and same["every_contrast_holds"] == all(
+        h["label"] == "holds" for h in out["holds"].values()
+    )
+    other = a4.both(out, {**labels, "ciou_dfl-ciou": "cannot tell"})
+    assert not other["holds_at_both"] and set(other["labels_differ"]) == {"ciou_dfl-ciou"}
+    text = a4.markdown(
+        {"analysis": out, "complete": True, "remaining": 0, "commit": "x", "both_schedules": other}
+    )
+    assert "at 6400 steps (not shown levelled off)" in text and "not shown" in text
+    assert "Holds at both schedules (item 6): no." in text
+
+
+def test_record_provenance_flags_mixed_and_dirty_records():
+    runs = [
+        {"provenance": {"commit": "a", "uncommitted_changes": False, "xla_flags": "", "cpus": 2}},
+        {"provenance": {"commit": "a", "uncommitted_changes": False, "xla_flags": "", "cpus": 2}},
+    ]
+    p = a4.record_provenance(runs)
+    assert not (p["mixed"] or p["dirty"] or p["xla_flags_set"]) and p["entries"][0]["runs"] == 2
+    runs.append({"provenance": {"commit": "b", "uncommitted_changes": True, "xla_flags": "--x", "cpus": 2}})
+    p = a4.record_provenance(runs)
+    assert p["mixed"] and p["dirty"] and p["xla_flags_set"]
+
+
+def test_cut_off_analyses_never_overwrite_the_pre_registered_files(tmp_path):
+    assert a4.analysis_files(tmp_path, True)[1].name == "amendment4.md"
+    assert a4.analysis_files(tmp_path, False)[1].name == "amendment4_cutoff.md"

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
@@ -73,7 +74,10 @@ def levelled(gains: Sequence[float], *, level: float = LEVEL) -> dict:
 
 
 def holds(change: Sequence[float], base_mean: float, long_mean: float, *, hold: float = HOLD) -> dict:
-    """Item 6: ``holds`` / ``changed`` / ``cannot tell`` from the per-seed change of a contrast."""
+    """Item 6: ``holds`` / ``changed`` / ``cannot tell`` from the per-seed change of a contrast
+    (6400 minus 1600 steps); ``base_mean`` and ``long_mean``: the contrast's means at 1600 and 6400
+    steps over the same seeds. ``holds`` is checked first, so a change whose interval lies inside
+    (-``hold``, ``hold``) holds even if it excludes 0 (a small, real change of the same sign)."""
     r = {**stats.t_interval(change), "p_sign_flip": stats.sign_flip_p(change)}
     if -hold < r["lo"] and r["hi"] < hold and math.copysign(1, long_mean) == math.copysign(1, base_mean):
         label = "holds"
@@ -84,8 +88,13 @@ def holds(change: Sequence[float], base_mean: float, long_mean: float, *, hold: 
     return {**r, "label": label}
 
 
+def _zero_nan(x: float) -> float:
+    # As in the study: a diverged run (NaN metric) detects nothing and counts as 0, not as missing.
+    return 0.0 if math.isnan(x) else float(x)
+
+
 def _final_val(run: dict) -> float:
-    return run["curve"][-1]["val_AP"]
+    return _zero_nan(run["curve"][-1]["val_AP"])
 
 
 def analyse(base: Sequence[dict], short: Sequence[dict], long: Sequence[dict]) -> dict:
@@ -97,11 +106,14 @@ def analyse(base: Sequence[dict], short: Sequence[dict], long: Sequence[dict]) -
     }
     seeds = sorted(s for s in {r["seed"] for r in long} if all((a, s) in by[n] for n in by for a in ARMS))
 
+    def value(name: str, arm: str, s: int) -> float:
+        return _zero_nan(by[name][arm, s]["test"]["AP"])
+
     def ap(name: str, arm: str) -> dict[int, dict]:
-        return {s: by[name][arm, s]["test"] for s in seeds}
+        return {s: {"AP": value(name, arm, s)} for s in seeds}
 
     def diffs(name: str, a: str, b: str) -> list[float]:
-        return [by[name][a, s]["test"]["AP"] - by[name][b, s]["test"]["AP"] for s in seeds]
+        return [value(name, a, s) - value(name, b, s) for s in seeds]
 
     out: dict = {"seeds": seeds, "tested": len(seeds) >= MIN_SEEDS, "levelled": {}, "holds": {}}
     for arm in ARMS:
@@ -130,10 +142,43 @@ def analyse(base: Sequence[dict], short: Sequence[dict], long: Sequence[dict]) -
                 "p_sign_flip": stats.sign_flip_p([x - y for x, y in zip(d["long"], d["short"], strict=True)]),
             },
         }
-    out["arms"] = {
-        arm: {k: stats.t_interval([by[k][arm, s]["test"]["AP"] for s in seeds]) for k in by} for arm in ARMS
-    }
+    out["arms"] = {arm: {k: stats.t_interval([value(k, arm, s) for s in seeds]) for k in by} for arm in ARMS}
     return out
+
+
+def both(analysis: Mapping, labels_1600: Mapping[str, str]) -> dict:
+    """Item 6's combined reading: the stride-8 answer holds at both schedules if every contrast
+    *holds* and each has the same label in the 1600-step family (32 seeds, ``verdicts.json``) and
+    in the 6400-step one. Lists the contrasts whose labels differ: with 8 seeds against 32 a label
+    can differ through the interval's width alone, which the page must say where it happens."""
+    differ = {
+        name: {"at_1600": labels_1600.get(name), "at_6400": r.get("verdict")}
+        for name, r in analysis["primary"].items()
+        if labels_1600.get(name) != r.get("verdict")
+    }
+    every_holds = all(h["label"] == "holds" for h in analysis["holds"].values())
+    return {
+        "holds_at_both": bool(analysis["tested"] and every_holds and not differ),
+        "every_contrast_holds": every_holds,
+        "labels_differ": differ,
+    }
+
+
+def record_provenance(runs: Sequence[dict]) -> dict:
+    """The distinct provenance entries of the records (commit, uncommitted changes, ``XLA_FLAGS``,
+    CPUs) with their counts, and whether they are mixed or any came from a dirty checkout."""
+    seen: dict[str, dict] = {}
+    for r in runs:
+        p = {k: v for k, v in r.get("provenance", {}).items() if k != "data_sha256"}
+        key = json.dumps(p, sort_keys=True)
+        seen.setdefault(key, {**p, "runs": 0})["runs"] += 1
+    entries = list(seen.values())
+    return {
+        "entries": entries,
+        "mixed": len(entries) > 1,
+        "dirty": any(e.get("uncommitted_changes", True) for e in entries),
+        "xla_flags_set": any(e.get("xla_flags", "") for e in entries),
+    }
 
 
 def plan(out: pathlib.Path, seeds: int = len(SEEDS)) -> dict:
@@ -152,7 +197,9 @@ def plan(out: pathlib.Path, seeds: int = len(SEEDS)) -> dict:
                         values[arm][record["seed"]] = record["test"]["AP"]
             common = sorted(set(values[a]) & set(values[b]))
             sds[name] = {"sd": power.paired_sd(values[a], values[b]), "seeds": common}
-        sd = max(v["sd"] for v in sds.values() if not math.isnan(v["sd"]))
+        if any(math.isnan(v["sd"]) for v in sds.values()):
+            raise ValueError(f"{a}-{b}: fewer than 2 seeds in {sds}: item 8 needs both SDs")
+        sd = max(v["sd"] for v in sds.values())
         rows[f"{a}-{b}"] = {**sds, "sd_used": sd, "expected_half_width": stats.expected_half_width(sd, seeds)}
     return {"seeds": seeds, "contrasts": rows}
 
@@ -234,7 +281,35 @@ def markdown(result: Mapping) -> str:
         lines.append(
             f"| {arm} | {r['base']['mean']:.4f} | {r['short']['mean']:.4f} | {r['long']['mean']:.4f} |"
         )
+    if "both_schedules" in result:
+        b = result["both_schedules"]
+        lines += ["", f"Holds at both schedules (item 6): {'yes' if b['holds_at_both'] else 'no'}."]
+        for name, d in b["labels_differ"].items():
+            lines.append(
+                f"- {name}: '{d['at_1600']}' at 1600 steps (32 seeds), '{d['at_6400']}' at {LONG} steps "
+                f"({len(seeds)} seeds); with fewer seeds a label can change by the interval's width alone."
+            )
+    if "record_provenance" in result:
+        prov = result["record_provenance"]
+        flags = [k for k in ("mixed", "dirty", "xla_flags_set") if prov[k]]
+        lines += [
+            "",
+            "Records' provenance: "
+            + "; ".join(
+                f"{e.get('commit', '?')[:7]} x {e['runs']} (XLA_FLAGS '{e.get('xla_flags', '')}', "
+                f"{e.get('cpus')} CPUs, uncommitted changes {e.get('uncommitted_changes')})"
+                for e in prov["entries"]
+            )
+            + (f". Flags: {', '.join(flags)}." if flags else "."),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def analysis_files(out: pathlib.Path, complete: bool) -> tuple[pathlib.Path, pathlib.Path]:
+    """Where an analysis goes: ``amendment4.{json,md}`` only when every planned run exists (item
+    9: analysed once, after the last record); a cut-off analysis goes to ``amendment4_cutoff.*``."""
+    stem = "amendment4" if complete else "amendment4_cutoff"
+    return out / f"{stem}.json", out / f"{stem}.md"
 
 
 def main(argv=None) -> dict:
@@ -245,7 +320,10 @@ def main(argv=None) -> dict:
         "--plan", action="store_true", help="write the expected half-widths (item 8); train nothing"
     )
     p.add_argument(
-        "--analyse-only", action="store_true", help="train nothing; analyse the complete seeds there are"
+        "--analyse-only",
+        action="store_true",
+        help="train nothing; analyse the complete seeds there are (with runs missing: a cut-off "
+        "analysis, written to amendment4_cutoff.*, for when the budget ends the runs)",
     )
     args = p.parse_args(argv)
     commit = provenance().get("commit", "unknown")  # the code this process loaded, asked at its start
@@ -257,6 +335,8 @@ def main(argv=None) -> dict:
         (args.out / "amendment4_plan.md").write_text(plan_markdown(result))
         print(plan_markdown(result))
         return result
+    if not args.analyse_only and os.environ.get("XLA_FLAGS"):
+        raise SystemExit("amendment 4, item 2: every run with the default thread setting; unset XLA_FLAGS")
     config = configs.get("detection_test")
     _, reported = study.conditions(config, args.cache, "synthetic")
     stride8 = next(c for c in reported if c.name == "synthetic_stride8")
@@ -277,15 +357,25 @@ def main(argv=None) -> dict:
         steps: [store[steps].read(r.key) for r, s in order if s == steps and store[steps].has(r.key)]
         for steps in store
     }
+    analysis = analyse(base, runs[SHORT], runs[LONG])
+    verdicts_path = args.out / "verdicts.json"  # the 1600-step family's labels (32 seeds)
+    labels = (
+        {k: v["verdict"] for k, v in json.loads(verdicts_path.read_text()).items()}
+        if verdicts_path.exists()
+        else {}
+    )
     result = {
         "device": device_info(),
         "commit": commit,
         "complete": remaining == 0,
         "remaining": remaining,
-        "analysis": analyse(base, runs[SHORT], runs[LONG]),
+        "analysis": analysis,
+        "both_schedules": both(analysis, labels),
+        "record_provenance": record_provenance(runs[SHORT] + runs[LONG]),
     }
-    (args.out / "amendment4.json").write_text(json.dumps(result, indent=1, default=json_default) + "\n")
-    (args.out / "amendment4.md").write_text(markdown(result))
+    json_path, md_path = analysis_files(args.out, result["complete"])
+    json_path.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
+    md_path.write_text(markdown(result))
     print(markdown(result))
     return result
 
