@@ -135,12 +135,10 @@ def analyse(base: Sequence[dict], short: Sequence[dict], long: Sequence[dict]) -
             stats.t_interval(d["base"])["mean"],
             primary[name]["mean"],
         )
+        later = [x - y for x, y in zip(d["long"], d["short"], strict=True)]
         out["secondary"][name] = {
             "at_3200": {**stats.t_interval(d["short"]), "p_sign_flip": stats.sign_flip_p(d["short"])},
-            "change_3200_to_6400": {
-                **stats.t_interval([x - y for x, y in zip(d["long"], d["short"], strict=True)]),
-                "p_sign_flip": stats.sign_flip_p([x - y for x, y in zip(d["long"], d["short"], strict=True)]),
-            },
+            "change_3200_to_6400": {**stats.t_interval(later), "p_sign_flip": stats.sign_flip_p(later)},
         }
     out["arms"] = {arm: {k: stats.t_interval([value(k, arm, s) for s in seeds]) for k in by} for arm in ARMS}
     return out
