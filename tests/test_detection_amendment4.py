@@ -205,4 +205,42 @@ def test_record_provenance_flags_mixed_and_dirty_records():
 
 def test_cut_off_analyses_never_overwrite_the_pre_registered_files(tmp_path):
     assert a4.analysis_files(tmp_path, True)[1].name == "amendment4.md"
+    assert a4.analysis_files(tmp_path, True)[2].name == "curves_amendment4.png"
+    assert a4.analysis_files(tmp_path, False)[2].name == "curves_amendment4_cutoff.png"
     assert a4.analysis_files(tmp_path, False)[1].name == "amendment4_cutoff.md"
+
+
+def _curve_records(seeds, steps, values):
+    return [
+        {"arm": arm, "seed": s, "curve": [{"step": k, "val_AP": values(arm, s, k)} for k in steps]}
+        for arm in a4.ARMS
+        for s in seeds
+    ]
+
+
+def test_curve_summary_is_mean_min_max_over_the_chosen_seeds():
+    steps = [50, 100, 150]
+    runs = _curve_records(range(100, 104), steps, lambda arm, s, k: 0.001 * k + 0.01 * (s - 100))
+    runs[0]["curve"][1]["val_AP"] = float("nan")  # ciou seed 100 diverged at step 100: counted as 0
+    out = a4.curve_summary(runs, [100, 101, 102])  # seed 103 left out
+    ciou = np.array([[0.001 * k + 0.01 * (s - 100) for k in steps] for s in (100, 101, 102)])
+    ciou[0, 1] = 0.0
+    np.testing.assert_allclose(out["ciou"]["mean"], ciou.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(out["ciou"]["min"], ciou.min(0), rtol=1e-12)
+    np.testing.assert_allclose(out["ciou"]["max"], ciou.max(0), rtol=1e-12)
+    np.testing.assert_array_equal(out["ciou_dfl"]["step"], steps)
+    with pytest.raises(ValueError, match="expected"):
+        a4.curve_summary(runs, [100, 104])
+    runs[5]["curve"][0]["step"] = 60
+    with pytest.raises(ValueError, match="validation steps differ"):
+        a4.curve_summary(runs, [100, 101])
+
+
+def test_schedule_curves_writes_one_figure(tmp_path):
+    from experiments.detection_study import plots
+
+    runs = _curve_records(range(100, 102), [50, 100], lambda arm, s, k: 0.001 * k)
+    summary = a4.curve_summary(runs, [100, 101])
+    path = tmp_path / "curves.png"
+    plots.schedule_curves({1600: summary, 3200: summary}, a4.ARMS, path, "title")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -40,10 +40,12 @@ import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from experiments.common import stats
 from experiments.common.records import device_info, provenance
 from experiments.common.store import RunStore, json_default
-from experiments.detection_study import configs, power, report, study
+from experiments.detection_study import configs, plots, power, report, study
 from experiments.detection_study.clipping import settings_for
 from experiments.detection_study.fetch_data import default_cache
 from experiments.detection_study.long_schedule import ARMS, CONTRASTS
@@ -141,6 +143,23 @@ def analyse(base: Sequence[dict], short: Sequence[dict], long: Sequence[dict]) -
             "change_3200_to_6400": {**stats.t_interval(later), "p_sign_flip": stats.sign_flip_p(later)},
         }
     out["arms"] = {arm: {k: stats.t_interval([value(k, arm, s) for s in seeds]) for k in by} for arm in ARMS}
+    return out
+
+
+def curve_summary(runs: Sequence[dict], seeds: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """Per arm, the validation curve of the given seeds: ``step``, and ``mean``, ``min`` and ``max``
+    over the seeds at each step (a diverged run's NaN counted as 0, as in the analysis). Every seed's
+    run of an arm must have the same validation steps."""
+    out = {}
+    for arm in ARMS:
+        mine = sorted((r for r in runs if r["arm"] == arm and r["seed"] in seeds), key=lambda r: r["seed"])
+        if [r["seed"] for r in mine] != sorted(seeds):
+            raise ValueError(f"{arm}: runs for seeds {[r['seed'] for r in mine]}, expected {sorted(seeds)}")
+        steps = [[c["step"] for c in r["curve"]] for r in mine]
+        if any(s != steps[0] for s in steps):
+            raise ValueError(f"{arm}: the seeds' validation steps differ")
+        ap = np.array([[_zero_nan(c["val_AP"]) for c in r["curve"]] for r in mine], np.float64)
+        out[arm] = {"step": np.array(steps[0]), "mean": ap.mean(0), "min": ap.min(0), "max": ap.max(0)}
     return out
 
 
@@ -303,11 +322,12 @@ def markdown(result: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def analysis_files(out: pathlib.Path, complete: bool) -> tuple[pathlib.Path, pathlib.Path]:
-    """Where an analysis goes: ``amendment4.{json,md}`` only when every planned run exists (item
-    9: analysed once, after the last record); a cut-off analysis goes to ``amendment4_cutoff.*``."""
+def analysis_files(out: pathlib.Path, complete: bool) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """Where an analysis goes: ``amendment4.{json,md}`` and ``curves_amendment4.png`` only when every
+    planned run exists (item 9: analysed once, after the last record); a cut-off analysis goes to
+    ``amendment4_cutoff.*`` and ``curves_amendment4_cutoff.png``."""
     stem = "amendment4" if complete else "amendment4_cutoff"
-    return out / f"{stem}.json", out / f"{stem}.md"
+    return out / f"{stem}.json", out / f"{stem}.md", out / f"curves_{stem}.png"
 
 
 def main(argv=None) -> dict:
@@ -371,9 +391,20 @@ def main(argv=None) -> dict:
         "both_schedules": both(analysis, labels),
         "record_provenance": record_provenance(runs[SHORT] + runs[LONG]),
     }
-    json_path, md_path = analysis_files(args.out, result["complete"])
+    json_path, md_path, png_path = analysis_files(args.out, result["complete"])
     json_path.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     md_path.write_text(markdown(result))
+    seeds = analysis["seeds"]
+    plots.schedule_curves(
+        {
+            1600: curve_summary(base, seeds),
+            SHORT: curve_summary(runs[SHORT], seeds),
+            LONG: curve_summary(runs[LONG], seeds),
+        },
+        ARMS,
+        png_path,
+        f"synthetic, stride 8, amendment 4: validation AP, mean over {len(seeds)} seeds (min-max band)",
+    )
     print(markdown(result))
     return result
 

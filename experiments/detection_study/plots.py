@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -134,6 +135,34 @@ def resolution(cells: list[dict], path: pathlib.Path, title: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP difference vs ciou (95% t-interval over seeds)")
     axes[0].legend(fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def schedule_curves(
+    by_steps: Mapping[int, Mapping[str, Mapping[str, np.ndarray]]],
+    arms: Sequence[str],
+    path: pathlib.Path,
+    title: str,
+) -> None:
+    """One panel per arm: its validation curve at each schedule, mean over seeds with the min-max
+    band, on one step axis, so a longer schedule that still gains shows above the shorter one's end.
+
+    ``by_steps[steps][arm]`` holds arrays ``step``, ``mean``, ``min`` and ``max``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(arms), figsize=(4 * len(arms), 3.8), sharey=True)
+    for ax, arm in zip(axes, arms, strict=True):
+        for steps, summary in sorted(by_steps.items()):
+            c = summary[arm]
+            (line,) = ax.plot(c["step"], c["mean"], lw=1.2, label=f"{steps} steps")
+            ax.fill_between(c["step"], c["min"], c["max"], color=line.get_color(), alpha=0.15)
+        ax.set_title(arm, fontsize="medium")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation AP")
+    axes[0].legend(fontsize="small", loc="lower right")
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
