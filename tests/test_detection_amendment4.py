@@ -244,3 +244,16 @@ def test_schedule_curves_writes_one_figure(tmp_path):
     path = tmp_path / "curves.png"
     plots.schedule_curves({1600: summary, 3200: summary}, a4.ARMS, path, "title")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sensitivity_analyses_get_their_own_files(tmp_path):
+    # an exploratory analysis without some seeds never overwrites the pre-registered files
+    names = {p.name for p in a4.analysis_files(tmp_path, True, [107])}
+    assert names == {
+        "amendment4_without_107.json",
+        "amendment4_without_107.md",
+        "curves_amendment4_without_107.png",
+    }
+    assert a4.analysis_files(tmp_path, True, [107, 103])[1].name == "amendment4_without_103_107.md"
+    with pytest.raises(SystemExit, match="analyse-only"):
+        a4.main(["--out", str(tmp_path), "--exclude-seeds", "107"])

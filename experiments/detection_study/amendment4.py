@@ -249,6 +249,12 @@ def markdown(result: Mapping) -> str:
     lines = []
     if not result["complete"]:
         lines += [f"**Cut off**: {result['remaining']} planned runs missing; complete seeds only.", ""]
+    if result.get("excluded_seeds"):
+        lines += [
+            f"**Exploratory, not pre-registered**: seeds {', '.join(map(str, result['excluded_seeds']))} "
+            "left out, chosen after the pre-registered analysis was seen.",
+            "",
+        ]
     lines += [
         f"Amendment 4 (pre-registered): seeds {', '.join(map(str, seeds))} ({len(seeds)}), stride 8, "
         f"{SHORT} and {LONG} steps; code at `{result['commit']}`.",
@@ -322,11 +328,16 @@ def markdown(result: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def analysis_files(out: pathlib.Path, complete: bool) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+def analysis_files(
+    out: pathlib.Path, complete: bool, excluded: Sequence[int] = ()
+) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     """Where an analysis goes: ``amendment4.{json,md}`` and ``curves_amendment4.png`` only when every
-    planned run exists (item 9: analysed once, after the last record); a cut-off analysis goes to
-    ``amendment4_cutoff.*`` and ``curves_amendment4_cutoff.png``."""
+    planned run exists and no seed is left out (item 9: analysed once, after the last record); a
+    cut-off analysis goes to ``amendment4_cutoff.*``, an exploratory one with seeds left out to
+    ``amendment4_without_<seeds>.*`` (each with its ``curves_`` figure)."""
     stem = "amendment4" if complete else "amendment4_cutoff"
+    if excluded:
+        stem += "_without_" + "_".join(map(str, sorted(excluded)))
     return out / f"{stem}.json", out / f"{stem}.md", out / f"curves_{stem}.png"
 
 
@@ -343,6 +354,14 @@ def main(argv=None) -> dict:
         help="train nothing; analyse the complete seeds there are (with runs missing: a cut-off "
         "analysis, written to amendment4_cutoff.*, for when the budget ends the runs)",
     )
+    p.add_argument(
+        "--exclude-seeds",
+        type=int,
+        nargs="+",
+        default=[],
+        help="with --analyse-only: an exploratory sensitivity analysis without these seeds (not "
+        "pre-registered), written to amendment4_without_<seeds>.*",
+    )
     args = p.parse_args(argv)
     commit = provenance().get("commit", "unknown")  # the code this process loaded, asked at its start
     if args.plan:
@@ -353,6 +372,8 @@ def main(argv=None) -> dict:
         (args.out / "amendment4_plan.md").write_text(plan_markdown(result))
         print(plan_markdown(result))
         return result
+    if args.exclude_seeds and not args.analyse_only:
+        raise SystemExit("--exclude-seeds is an exploratory analysis: use it with --analyse-only")
     if not args.analyse_only and os.environ.get("XLA_FLAGS"):
         raise SystemExit("amendment 4, item 2: every run with the default thread setting; unset XLA_FLAGS")
     config = configs.get("detection_test")
@@ -369,10 +390,11 @@ def main(argv=None) -> dict:
     if remaining and not args.analyse_only:
         print(f"{remaining} planned runs missing: no analysis (item 9)")
         return {"remaining": remaining}
+    kept = [(run, steps) for run, steps in order if run.seed not in args.exclude_seeds]
     base_store = RunStore(args.out / "records" / stride8.name)
-    base = [base_store.read(run.key) for run, steps in order if steps == SHORT and base_store.has(run.key)]
+    base = [base_store.read(run.key) for run, steps in kept if steps == SHORT and base_store.has(run.key)]
     runs = {
-        steps: [store[steps].read(r.key) for r, s in order if s == steps and store[steps].has(r.key)]
+        steps: [store[steps].read(r.key) for r, s in kept if s == steps and store[steps].has(r.key)]
         for steps in store
     }
     analysis = analyse(base, runs[SHORT], runs[LONG])
@@ -387,11 +409,12 @@ def main(argv=None) -> dict:
         "commit": commit,
         "complete": remaining == 0,
         "remaining": remaining,
+        "excluded_seeds": sorted(args.exclude_seeds),
         "analysis": analysis,
         "both_schedules": both(analysis, labels),
         "record_provenance": record_provenance(runs[SHORT] + runs[LONG]),
     }
-    json_path, md_path, png_path = analysis_files(args.out, result["complete"])
+    json_path, md_path, png_path = analysis_files(args.out, result["complete"], args.exclude_seeds)
     json_path.write_text(json.dumps(result, indent=1, default=json_default) + "\n")
     md_path.write_text(markdown(result))
     seeds = analysis["seeds"]
@@ -403,7 +426,8 @@ def main(argv=None) -> dict:
         },
         ARMS,
         png_path,
-        f"synthetic, stride 8, amendment 4: validation AP, mean over {len(seeds)} seeds (min-max band)",
+        f"synthetic, stride 8, amendment 4: validation AP, mean over {len(seeds)} seeds (min-max band)"
+        + (f"; exploratory, seeds {args.exclude_seeds} left out" if args.exclude_seeds else ""),
     )
     print(markdown(result))
     return result
