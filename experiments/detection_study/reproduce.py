@@ -59,6 +59,11 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=pathlib.Path, required=True, help="the detection test's results folder")
     p.add_argument("--condition", default="synthetic_stride8")
+    p.add_argument(
+        "--records",
+        help="the records' folder under records/ when it is not the condition's own (e.g. "
+        "amendment4_steps6400: the condition at a longer schedule)",
+    )
     p.add_argument("--keys", nargs="+", required=True)
     p.add_argument("--cache", type=pathlib.Path, default=default_cache())
     p.add_argument("--name", default="reproduce", help="the output files' name (<name>.json, <name>.md)")
@@ -66,7 +71,8 @@ def main(argv=None) -> dict:
     config = configs.get("detection_test")
     _, reported = study.conditions(config, args.cache, "synthetic")
     condition = next(c for c in reported if c.name == args.condition)
-    recorded = RunStore(args.out / "records" / args.condition)
+    folder = args.records or args.condition
+    recorded = RunStore(args.out / "records" / folder)
     compared = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(pathlib.Path(tmp))
@@ -78,7 +84,13 @@ def main(argv=None) -> dict:
             print(f"{key}: {compared[key]}")
     # XLA's CPU thread settings change how reductions are split, hence the rounding: record them.
     xla_flags = os.environ.get("XLA_FLAGS", "")
-    result = {"device": device_info(), "xla_flags": xla_flags, "condition": args.condition, "runs": compared}
+    result = {
+        "device": device_info(),
+        "xla_flags": xla_flags,
+        "condition": args.condition,
+        "records": folder,
+        "runs": compared,
+    }
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2, default=json_default) + "\n")
     lines = [
         "Recorded runs retrained with the code at the time of this file "
@@ -91,7 +103,7 @@ def main(argv=None) -> dict:
     ]
     for key, r in compared.items():
         lines.append(
-            f"| {args.condition}/{key} | {r['test_AP']['record']:.6f} | {r['test_AP']['rerun']:.6f} "
+            f"| {folder}/{key} | {r['test_AP']['record']:.6f} | {r['test_AP']['rerun']:.6f} "
             f"| {r['test_max_abs']:.2g} | {r['val_curve_max_abs']:.2g} "
             f"| {'yes' if r['identical'] else 'no'} |"
         )
