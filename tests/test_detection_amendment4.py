@@ -257,3 +257,18 @@ def test_sensitivity_analyses_get_their_own_files(tmp_path):
     assert a4.analysis_files(tmp_path, True, [107, 103])[1].name == "amendment4_without_103_107.md"
     with pytest.raises(SystemExit, match="analyse-only"):
         a4.main(["--out", str(tmp_path), "--exclude-seeds", "107"])
+
+
+def test_sensitivity_markdown_says_exploratory_and_descriptive():
+    # the same analysis with seeds left out must not read as the pre-registered one
+    result = {
+        "complete": True,
+        "remaining": 0,
+        "commit": "abc",
+        "excluded_seeds": [107],
+        "analysis": a4.analyse(*_fixture(list(range(100, 107)))[0]),
+    }
+    text = a4.markdown(result)
+    assert "(pre-registered)" not in text
+    assert "exploratory sensitivity, not pre-registered" in text and "descriptive" in text
+    assert "(pre-registered)" in a4.markdown({**result, "excluded_seeds": []})

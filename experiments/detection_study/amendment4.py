@@ -252,11 +252,14 @@ def markdown(result: Mapping) -> str:
     if result.get("excluded_seeds"):
         lines += [
             f"**Exploratory, not pre-registered**: seeds {', '.join(map(str, result['excluded_seeds']))} "
-            "left out, chosen after the pre-registered analysis was seen.",
+            "left out, chosen after the pre-registered analysis was seen. Its Holm p-values and labels "
+            "apply the pre-registered rules to the remaining seeds and are descriptive: no test was "
+            "planned on them.",
             "",
         ]
+    kind = "exploratory sensitivity, not pre-registered" if result.get("excluded_seeds") else "pre-registered"
     lines += [
-        f"Amendment 4 (pre-registered): seeds {', '.join(map(str, seeds))} ({len(seeds)}), stride 8, "
+        f"Amendment 4 ({kind}): seeds {', '.join(map(str, seeds))} ({len(seeds)}), stride 8, "
         f"{SHORT} and {LONG} steps; code at `{result['commit']}`.",
         "",
         f"Levelled off (item 4: per-seed gain in final validation AP from {SHORT} to {LONG} steps, "
