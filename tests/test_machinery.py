@@ -72,7 +72,7 @@ def test_a_restarted_study_skips_finished_runs_and_gives_the_same_results(tmp_pa
     assert resumed["chosen"] == whole["chosen"]
     for path in (tmp_path / "whole" / "records" / "synthetic_stride8").glob("*.json"):
         a = json.loads(path.read_text())
-        assert set(a["provenance"]) == {"commit", "uncommitted_changes", "xla_flags", "cpus"}
+        assert set(a["provenance"]) == {"commit", "uncommitted_changes", "xla_flags", "cpus", "versions"}
         b = json.loads((tmp_path / "cut" / "records" / "synthetic_stride8" / path.name).read_text())
         strip = lambda r: {k: v for k, v in r.items() if not k.endswith("seconds")}
         a["curve"] = [{k: v for k, v in c.items() if k != "seconds"} for c in a["curve"]]
@@ -360,6 +360,11 @@ def test_provenance_names_the_commit_and_the_thread_settings(monkeypatch):
     provenance()  # the checkout is read once a process: the code it loaded, whatever HEAD becomes
     assert records._checkout.cache_info().misses == 1
     assert stamp["xla_flags"] == "--xla_cpu_multi_thread_eigen=false" and stamp["cpus"] >= 1
+    assert stamp["versions"]["jax"] == jax.__version__ and set(stamp["versions"]) == {
+        "jax",
+        "jaxlib",
+        "numpy",
+    }
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:  # a checkout (CI's is a clone): the commit and a dirty flag
         assert stamp["commit"] == head.stdout.strip() and isinstance(stamp["uncommitted_changes"], bool)

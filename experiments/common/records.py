@@ -31,12 +31,22 @@ def provenance() -> dict:
     """What a record needs to be traced: the checkout's commit (and whether it had uncommitted
     changes) when this process first asked, i.e. the code it loaded (an entry point asks at its
     start, as commits made while it runs do not change that code), ``XLA_FLAGS`` and the CPUs the
-    process may use (XLA's CPU thread count follows them)."""
+    process may use (XLA's CPU thread count follows them), and the versions of the libraries that
+    compute a run (a record reproduces bit for bit only with the same ones)."""
     return {
         **_checkout(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "versions": _versions(),
     }
+
+
+@functools.cache
+def _versions() -> dict:
+    import jaxlib
+    import numpy
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": numpy.__version__}
 
 
 @functools.cache
