@@ -90,3 +90,123 @@ def test_runs_refuse_a_thread_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
     with pytest.raises(SystemExit, match="default thread setting"):
         a5.main(["--out", str(tmp_path)])
+
+
+def _run(arm, seed, ap, final_val, collapse=False):
+    curve = [0.2, 0.5, 0.001] if collapse else [0.2, final_val - 0.01, final_val]
+    return {"arm": arm, "seed": seed, "test": {"AP": ap}, "curve": _curve(curve)}
+
+
+def _schedules(seeds, ap, val, collapse=()):
+    """Records at the four schedules; ``ap(steps, arm, s)`` and ``val(steps, arm, s)`` give each
+    run's test AP and final validation AP, ``collapse`` lists ``(steps, arm, seed)`` collapsed runs."""
+    return {
+        k: [
+            _run(arm, s, ap(k, arm, s), val(k, arm, s), (k, arm, s) in collapse)
+            for s in seeds
+            for arm in a5.ARMS
+        ]
+        for k in (1600, 3200, 6400, 12800)
+    }
+
+
+OFFSET = {"ciou": 0.0, "ciou_l1": 0.002, "ciou_dist_l1": 0.01, "ciou_dfl": 0.01}
+LATE = [-0.002, 0.001, -0.001, 0.0015, -0.002, 0.001, -0.001, 0.0005]  # ciou_dfl at 12800 steps, mean < 0
+
+
+def _ap(k, arm, s):
+    # ciou_dfl - ciou_dist_l1: +0.001 or -0.001 by seed at 1600 steps (mean +0.00025 over 100-107),
+    # a sign-flipping near-zero contrast at 12800; the others a steady lead.
+    wobble = 0.001 * (1 if s % 2 else -1) if arm == "ciou_dfl" else 0.0
+    late = LATE[s - 100] if (arm == "ciou_dfl" and k == 12800) else 0.0
+    first = 0.0005 if (arm == "ciou_dfl" and k == 1600 and s == 100) else 0.0
+    return 0.5 + 0.01 * (k / 12800) + OFFSET[arm] + wobble + late + first + 0.0003 * (s % 3)
+
+
+def test_analyse_against_numpy_and_the_two_holds_rules():
+    seeds = list(range(100, 108))
+    runs = _schedules(seeds, _ap, lambda k, arm, s: 0.55 + 0.0002 * (s % 4) * (k == 12800) + 1e-6 * k)
+    out = a5.analyse(runs, {"ciou_dfl-ciou_dist_l1": "support, below margin"})
+    assert out["seeds"] == seeds and out["tested"]
+    h1 = out["primary"]["ciou_dfl-ciou_dist_l1"]
+    d = np.array([_ap(12800, "ciou_dfl", s) - _ap(12800, "ciou_dist_l1", s) for s in seeds], np.float64)
+    assert h1["mean"] == pytest.approx(d.mean(), abs=1e-12)
+    assert h1["hi"] == pytest.approx(d.mean() + T975_DF7 * d.std(ddof=1) / np.sqrt(8), rel=1e-9)
+    # Gains 6400 -> 12800: 0.0064 + 0.0002 * (s % 4): every arm's interval is above 0.005: not levelled.
+    g = np.array([0.0064 + 0.0002 * (s % 4) for s in seeds])
+    assert out["levelled"]["ciou"]["mean"] == pytest.approx(g.mean(), rel=1e-9)
+    assert not out["all_levelled"] and not any(out["at_plateau"].values())
+    # H1's mean is positive at 1600 steps, negative at 12800, its change bounded: amendment 4's rule
+    # says "cannot tell"; the variant (1600-step interval includes 0) says "holds".
+    base = np.array([_ap(1600, "ciou_dfl", s) - _ap(1600, "ciou_dist_l1", s) for s in seeds])
+    assert base.mean() > 0 > h1["mean"]
+    assert out["holds"]["ciou_dfl-ciou_dist_l1"]["label"] == "cannot tell"
+    assert out["holds_variant"]["ciou_dfl-ciou_dist_l1"]["label"] == "holds"
+    # A steady lead keeps its sign: both rules say holds.
+    assert out["holds"]["ciou_dfl-ciou"]["label"] == out["holds_variant"]["ciou_dfl-ciou"]["label"] == "holds"
+    change = out["secondary"]["ciou_dfl-ciou"]["change_6400_to_12800"]
+    assert change["mean"] == pytest.approx(np.mean(LATE), abs=1e-12)
+    assert (
+        out["all_schedules"]["labels_differ"]["ciou_dfl-ciou_dist_l1"]["at_1600"] == "support, below margin"
+    )
+    assert not out["all_schedules"]["holds_at_all"]
+    assert set(out["arms"]["ciou"]) == {1600, 3200, 6400, 12800}
+    text = a5.markdown({"analysis": out, "complete": True, "remaining": 0, "commit": "x"})
+    assert "(pre-registered)" in text and "at 12800 steps" in text and "| holds |" in text
+
+
+def test_collapse_tally_and_the_planned_sensitivity():
+    seeds = list(range(100, 108))
+    runs = _schedules(
+        seeds, _ap, lambda k, arm, s: 0.55 + 1e-6 * k, collapse={(6400, "ciou", 107), (12800, "ciou_l1", 103)}
+    )
+    out = a5.analyse(runs)
+    assert out["collapsed"]["ciou"] == {1600: [], 3200: [], 6400: [107], 12800: []}
+    assert out["collapsed"]["ciou_l1"][12800] == [103] and out["collapsed"]["ciou_dfl"][12800] == []
+    sens = out["collapse_sensitivity"]
+    assert sens["contrasts"]["ciou_dfl-ciou"]["seeds_left_out"] == [107]
+    assert sens["contrasts"]["ciou_dfl-ciou_l1"]["seeds_left_out"] == [103]
+    assert sens["contrasts"]["ciou_dfl-ciou_dist_l1"]["seeds_left_out"] == []
+    kept = [s for s in seeds if s != 107]
+    d = np.array([_ap(12800, "ciou_dfl", s) - _ap(12800, "ciou", s) for s in kept])
+    assert sens["contrasts"]["ciou_dfl-ciou"]["mean"] == pytest.approx(d.mean(), abs=1e-12)
+    assert sens["contrasts"]["ciou_dfl-ciou"]["n"] == 7
+    # The collapsed 6400-step run makes ciou's gain to 12800 huge in the primary reading only.
+    assert out["levelled"]["ciou"]["mean"] > 0.05 and sens["levelled"]["ciou"]["seeds_left_out"] == [107]
+    assert sens["levelled"]["ciou"]["mean"] == pytest.approx(0.0064, rel=1e-6)
+    assert "all_schedules" not in out
+
+
+def test_below_seven_seeds_intervals_only_and_cut_off_files(tmp_path):
+    runs = _schedules(list(range(100, 106)), _ap, lambda k, arm, s: 0.55)
+    out = a5.analyse(runs)
+    assert not out["tested"] and all("verdict" not in r for r in out["primary"].values())
+    text = a5.markdown({"analysis": out, "complete": False, "remaining": 8, "commit": "x"})
+    assert "intervals only" in text and "Cut off" in text and "(not tested)" in text
+    assert a5.analysis_files(tmp_path, True)[1].name == "amendment5.md"
+    assert a5.analysis_files(tmp_path, False)[2].name == "curves_amendment5_cutoff.png"
+
+
+def test_holds_variant_keeps_the_sign_rule_where_the_base_excludes_zero():
+    change = [0.001, 0.002, 0.0015, 0.001]
+    # base clearly positive, long mean negative: the sign rule applies and fails
+    assert a5.holds_variant(change, [0.01, 0.011, 0.012, 0.01], -0.001)["label"] != "holds"
+    # base straddles 0: only the band decides
+    assert a5.holds_variant(change, [0.01, -0.011, 0.002, -0.001], -0.001)["label"] == "holds"
+
+
+def test_write_analysis_writes_the_tables_and_the_figure(tmp_path):
+    import json
+
+    (tmp_path / "verdicts.json").write_text(json.dumps({"ciou_dfl-ciou": {"verdict": "support"}}))
+    runs = _schedules(list(range(100, 108)), _ap, lambda k, arm, s: 0.55 + 1e-6 * k)
+    result = a5.write_analysis(tmp_path, runs, 0, "abc")
+    assert result["complete"] and result["analysis"]["all_schedules"]["labels_differ"]
+    saved = json.loads((tmp_path / "amendment5.json").read_text())
+    assert saved["analysis"]["seeds"] == list(range(100, 108))
+    assert (tmp_path / "amendment5.md").read_text() == a5.markdown(result)
+    assert (tmp_path / "curves_amendment5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    a5.write_analysis(tmp_path, runs, 3, "abc")  # a cut-off never overwrites the complete analysis
+    assert (tmp_path / "amendment5_cutoff.md").exists() and saved == json.loads(
+        (tmp_path / "amendment5.json").read_text()
+    )
