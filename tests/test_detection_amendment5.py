@@ -210,3 +210,20 @@ def test_write_analysis_writes_the_tables_and_the_figure(tmp_path):
     assert (tmp_path / "amendment5_cutoff.md").exists() and saved == json.loads(
         (tmp_path / "amendment5.json").read_text()
     )
+
+
+def test_exploratory_runs_and_their_paired_differences():
+    chosen = {arm: {"lr": 0.01, "gain": 6.4 if arm == "ciou_l1" else 0.4} for arm in a5.ARMS}
+    runs = a5.exploratory(chosen)
+    assert [r.seed for r in runs] == list(range(100, 108))
+    assert all(r.arm == "ciou_l1" and r.gain == 1.6 and r.lr == 0.01 for r in runs)
+    seeds = list(range(100, 108))
+    new = [_run("ciou_l1", s, 0.60 + 0.001 * (s % 3), 0.6) for s in seeds]
+    shorter = [_run(arm, s, _ap(6400, arm, s), 0.6) for s in seeds for arm in a5.ARMS]
+    out = a5.exploratory_analysis(new, shorter)
+    d = np.array([0.60 + 0.001 * (s % 3) - _ap(6400, "ciou_l1", s) for s in seeds])
+    r = out["ciou_l1 gain 1.6 - confirmatory gain"]
+    assert r["mean"] == pytest.approx(d.mean(), abs=1e-12) and r["n"] == 8
+    e = np.array([_ap(6400, "ciou_dfl", s) - 0.60 - 0.001 * (s % 3) for s in seeds])
+    assert out["ciou_dfl - ciou_l1 gain 1.6"]["mean"] == pytest.approx(e.mean(), abs=1e-12)
+    assert "exploratory" in a5.exploratory_markdown(out)

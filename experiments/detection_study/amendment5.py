@@ -64,6 +64,8 @@ from experiments.detection_study.train import Run
 STEPS = 12800
 SHORTER = 6400  # amendment 4's longer schedule, the shorter leg here (item 2)
 NAME = f"amendment5_steps{STEPS}"
+EXPLORATORY_GAIN = 1.6  # item 12: ``ciou_l1`` at the pilot's second-best gain, at 6400 steps
+EXPLORATORY_NAME = f"amendment5_ciou_l1_gain{EXPLORATORY_GAIN}_steps{SHORTER}"
 SCHEDULES = {1600: "synthetic_stride8", 3200: A4_NAMES[3200], SHORTER: A4_NAMES[SHORTER], STEPS: NAME}
 COLLAPSE = 0.5  # item 7: collapsed if the final validation AP is below this fraction of the curve's best
 
@@ -71,6 +73,43 @@ COLLAPSE = 0.5  # item 7: collapsed if the final validation AP is below this fra
 def planned(chosen: Mapping[str, Mapping], seeds: Sequence[int] = SEEDS) -> list[Run]:
     """The primary runs in the pre-registered order: seed, then arm (item 3)."""
     return [Run(arm, seed, chosen[arm]["lr"], chosen[arm]["gain"]) for seed in seeds for arm in ARMS]
+
+
+def exploratory(chosen: Mapping[str, Mapping], seeds: Sequence[int] = SEEDS) -> list[Run]:
+    """Item 12's runs: ``ciou_l1`` at its confirmatory learning rate and gain 1.6, seed by seed."""
+    return [Run("ciou_l1", seed, chosen["ciou_l1"]["lr"], EXPLORATORY_GAIN) for seed in seeds]
+
+
+def exploratory_analysis(gain_16: Sequence[dict], shorter: Sequence[dict]) -> dict:
+    """Item 12 (exploratory, unadjusted): at 6400 steps, ``ciou_l1`` at gain 1.6 minus its
+    confirmatory runs (amendment 4), and ``ciou_dfl`` minus ``ciou_l1`` at gain 1.6, on the seeds
+    both have; paired t-intervals and exact sign-flip p-values."""
+    new = {r["seed"]: _zero_nan(r["test"]["AP"]) for r in gain_16}
+    old = {r["seed"]: _zero_nan(r["test"]["AP"]) for r in shorter if r["arm"] == "ciou_l1"}
+    dfl = {r["seed"]: _zero_nan(r["test"]["AP"]) for r in shorter if r["arm"] == "ciou_dfl"}
+    seeds = sorted(set(new) & set(old) & set(dfl))
+    out = {"seeds": seeds}
+    for name, d in (
+        ("ciou_l1 gain 1.6 - confirmatory gain", [new[s] - old[s] for s in seeds]),
+        ("ciou_dfl - ciou_l1 gain 1.6", [dfl[s] - new[s] for s in seeds]),
+    ):
+        out[name] = {**stats.t_interval(d), "p_sign_flip": stats.sign_flip_p(d)}
+    return out
+
+
+def exploratory_markdown(result: Mapping) -> str:
+    lines = [
+        f"Amendment 5, item 12 (exploratory, planned before the runs; unadjusted): `ciou_l1` at gain "
+        f"{EXPLORATORY_GAIN} at {SHORTER} steps, seeds {', '.join(map(str, result['seeds']))}, against "
+        "amendment 4's runs of the same seeds; test AP:",
+        "",
+        "| difference | mean [95% t-CI] | p (sign flip) |",
+        "|---|---|---|",
+    ]
+    for name, r in result.items():
+        if name != "seeds":
+            lines.append(f"| {name} | {_cell(r)} | {r['p_sign_flip']:.3g} |")
+    return "\n".join(lines) + "\n"
 
 
 def collapsed(curve: Sequence[Mapping]) -> bool:
@@ -443,9 +482,27 @@ def main(argv=None) -> dict:
     for steps, folder in SCHEDULES.items():
         kept = RunStore(args.out / "records" / folder)
         runs[steps] = [kept.read(run.key) for run in order if kept.has(run.key)]
-    result = write_analysis(args.out, runs, remaining, commit)
-    print(markdown(result))
-    return result
+    done = analysis_files(args.out, remaining == 0)[0]
+    if done.exists() and remaining == 0:  # item 13: the analysis runs once
+        print(f"{done.name} exists: the pre-registered analysis is not run again")
+        result = json.loads(done.read_text())
+    else:
+        result = write_analysis(args.out, runs, remaining, commit)
+        print(markdown(result))
+    if args.analyse_only or remaining:
+        return result
+    # Item 12, after the primary runs and their analysis: the first thing dropped if time runs short.
+    extra = RunStore(args.out / "records" / EXPLORATORY_NAME)
+    for run in exploratory(chosen):
+        study.run_phase(
+            [[run]], study.with_steps(stride8, SHORTER, EXPLORATORY_NAME), extra, phase="reported"
+        )
+    gain_16 = [extra.read(run.key) for run in exploratory(chosen)]
+    explored = exploratory_analysis(gain_16, runs[SHORTER])
+    (args.out / "amendment5_exploratory.json").write_text(json.dumps(explored, indent=1) + "\n")
+    (args.out / "amendment5_exploratory.md").write_text(exploratory_markdown(explored))
+    print(exploratory_markdown(explored))
+    return {**result, "exploratory": explored}
 
 
 if __name__ == "__main__":
