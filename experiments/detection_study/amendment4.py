@@ -344,6 +344,19 @@ def analysis_files(
     return out / f"{stem}.json", out / f"{stem}.md", out / f"curves_{stem}.png"
 
 
+def write_pair(out: pathlib.Path, stem: str, result: Mapping, text: str) -> None:
+    """``<stem>.json`` (the result) and ``<stem>.md`` (its table) under ``out``."""
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=json_default) + "\n")
+    (out / f"{stem}.md").write_text(text)
+
+
+def stride8_settings(out: pathlib.Path, cache: pathlib.Path):
+    """The confirmatory stride-8 condition and each arm's confirmatory ``lr`` and ``gain``."""
+    _, reported = study.conditions(configs.get("detection_test"), cache, "synthetic")
+    stride8 = next(c for c in reported if c.name == "synthetic_stride8")
+    return stride8, {arm: settings_for(out, stride8, arm) for arm in ARMS}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=pathlib.Path, required=True, help="the detection test's results folder")
@@ -369,20 +382,14 @@ def main(argv=None) -> dict:
     commit = provenance().get("commit", "unknown")  # the code this process loaded, asked at its start
     if args.plan:
         result = plan(args.out)
-        (args.out / "amendment4_plan.json").write_text(
-            json.dumps(result, indent=1, default=json_default) + "\n"
-        )
-        (args.out / "amendment4_plan.md").write_text(plan_markdown(result))
+        write_pair(args.out, "amendment4_plan", result, plan_markdown(result))
         print(plan_markdown(result))
         return result
     if args.exclude_seeds and not args.analyse_only:
         raise SystemExit("--exclude-seeds is an exploratory analysis: use it with --analyse-only")
     if not args.analyse_only and os.environ.get("XLA_FLAGS"):
         raise SystemExit("amendment 4, item 2: every run with the default thread setting; unset XLA_FLAGS")
-    config = configs.get("detection_test")
-    _, reported = study.conditions(config, args.cache, "synthetic")
-    stride8 = next(c for c in reported if c.name == "synthetic_stride8")
-    chosen = {arm: settings_for(args.out, stride8, arm) for arm in ARMS}
+    stride8, chosen = stride8_settings(args.out, args.cache)
     condition = {steps: study.with_steps(stride8, steps, NAMES[steps]) for steps in (SHORT, LONG)}
     store = {steps: RunStore(args.out / "records" / NAMES[steps]) for steps in (SHORT, LONG)}
     order = planned(chosen)

@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from experiments.common import stats
 from experiments.common.records import device_info, provenance
 from experiments.common.store import RunStore, json_default
-from experiments.detection_study import configs, plots, power, report, study
+from experiments.detection_study import plots, power, report, study
 from experiments.detection_study.amendment4 import (
     HOLD,
     LEVEL,
@@ -54,9 +54,10 @@ from experiments.detection_study.amendment4 import (
     holds,
     levelled,
     record_provenance,
+    stride8_settings,
+    write_pair,
 )
 from experiments.detection_study.amendment4 import NAMES as A4_NAMES
-from experiments.detection_study.clipping import settings_for
 from experiments.detection_study.fetch_data import default_cache
 from experiments.detection_study.long_schedule import ARMS, CONTRASTS
 from experiments.detection_study.train import Run
@@ -456,18 +457,12 @@ def main(argv=None) -> dict:
     commit = provenance().get("commit", "unknown")  # the code this process loaded, asked at its start
     if args.plan:
         result = plan(args.out)
-        (args.out / "amendment5_plan.json").write_text(
-            json.dumps(result, indent=1, default=json_default) + "\n"
-        )
-        (args.out / "amendment5_plan.md").write_text(plan_markdown(result))
+        write_pair(args.out, "amendment5_plan", result, plan_markdown(result))
         print(plan_markdown(result))
         return result
     if not args.analyse_only and os.environ.get("XLA_FLAGS"):
         raise SystemExit("amendment 5, item 3: every run with the default thread setting; unset XLA_FLAGS")
-    config = configs.get("detection_test")
-    _, reported = study.conditions(config, args.cache, "synthetic")
-    stride8 = next(c for c in reported if c.name == "synthetic_stride8")
-    chosen = {arm: settings_for(args.out, stride8, arm) for arm in ARMS}
+    stride8, chosen = stride8_settings(args.out, args.cache)
     condition = study.with_steps(stride8, STEPS, NAME)
     store = RunStore(args.out / "records" / NAME)
     order = planned(chosen)
