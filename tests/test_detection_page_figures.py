@@ -1,0 +1,97 @@
+"""The page's descriptive figures: helpers against closed forms, optax's schedule and NumPy, and the
+committed ``page_figures.json`` against a fresh computation from the committed files."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+from experiments.detection_study import page_figures as pf
+from experiments.detection_study.train import TrainConfig, unit_schedule
+
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results" / "detection_test"
+
+
+@pytest.mark.parametrize("steps", [800, 1600, 3200, 6400, 12800])
+def test_unit_rate_is_the_trainers_schedule(steps):
+    schedule = unit_schedule(TrainConfig(steps=steps))
+    for step in (0, 1, steps // 40, steps // 20, steps // 20 + 1, steps // 2, 1950, steps - 1, steps):
+        assert pf.unit_rate(step, steps) == pytest.approx(float(schedule(step)), abs=1e-6)
+
+
+def test_unit_rate_closed_form_values():
+    assert pf.unit_rate(0, 6400) == 0.0
+    assert pf.unit_rate(320, 6400) == 1.0  # end of the 5 % warmup: the peak
+    assert pf.unit_rate(6400, 6400) == pytest.approx(0.0, abs=1e-15)
+    # Half-way through the cosine the rate is half the peak.
+    assert pf.unit_rate(320 + 3040, 6400) == pytest.approx(0.5)
+
+
+def test_tail_mean_rate_is_the_mean_of_the_schedule_over_the_last_fifth():
+    schedule = unit_schedule(TrainConfig(steps=1600))
+    brute = np.mean([float(schedule(s)) for s in range(1280, 1600)])
+    assert pf.tail_mean_rate(1600) == pytest.approx(brute, abs=1e-6)
+    # Integral of 0.5 (1 + cos(pi u)) over u in [a, 1], divided by the length: a closed form check.
+    a = (1280 - 80) / (1600 - 80)
+    closed = 0.5 * (1 - a - math.sin(math.pi * a) / math.pi) / (1 - a)
+    assert pf.tail_mean_rate(1600) == pytest.approx(closed, rel=5e-3)
+
+
+def _runs(values: dict[str, list[float]], seeds=(100, 101, 102)):
+    return [
+        {"arm": arm, "seed": s, "phase": "reported", "test": {"AP": v}}
+        for arm, vs in values.items()
+        for s, v in zip(seeds, vs, strict=True)
+    ]
+
+
+def test_paired_differences_and_positive_count():
+    runs = _runs({"ciou_dfl": [0.5, 0.6, 0.7], "ciou": [0.4, 0.65, 0.69]})
+    runs.append({"arm": "ciou", "seed": 103, "phase": "reported", "test": {"AP": 0.1}})  # unpaired
+    runs.append({"arm": "ciou_dfl", "seed": 100, "phase": "pilot", "test": {"AP": 9.0}})  # not reported
+    d = pf.paired(runs, "ciou_dfl-ciou")
+    np.testing.assert_allclose(d, [0.1, -0.05, 0.01], atol=1e-15)
+    assert int((d > 0).sum()) == 2
+    np.testing.assert_allclose(pf.paired(runs, "ciou_dfl-ciou", [102, 100]), [0.1, 0.01], atol=1e-15)
+
+
+def test_arm_gain_is_the_difference_of_means_on_the_seeds():
+    long = _runs({"ciou": [0.6, 0.7, 0.9]})
+    short = _runs({"ciou": [0.5, 0.5, 0.0]})
+    assert pf.arm_gain(long, short, "ciou", [100, 101]) == pytest.approx(0.15)
+    assert pf.arm_gain(long, short, "ciou", [100, 101, 102]) == pytest.approx((2.2 - 1.0) / 3)
+
+
+def test_final_over_peak_counts_nan_as_zero_and_at_step():
+    curve = [{"step": 50, "val_AP": 0.2}, {"step": 100, "val_AP": 0.5}, {"step": 150, "val_AP": math.nan}]
+    assert pf.final_over_peak(curve) == 0.0
+    assert pf.final_over_peak(curve[:2]) == 1.0
+    assert pf.at_step(curve, 100)["val_AP"] == 0.5
+    with pytest.raises(KeyError, match="step 75"):
+        pf.at_step(curve, 75)
+    assert pf.half_width({"lo": -0.25, "hi": 0.75}) == 0.5
+
+
+def _normalise(x):
+    return json.loads(json.dumps(x))
+
+
+@pytest.mark.skipif(not (RESULTS / "page_figures.json").exists(), reason="no committed figures")
+def test_committed_page_figures_are_what_the_code_computes_from_the_committed_files():
+    committed = json.loads((RESULTS / "page_figures.json").read_text())
+    fresh = _normalise(pf.figures(RESULTS))
+    assert committed.keys() == fresh.keys()
+    for key in committed:  # the same floats: JSON round-trips them exactly
+        assert committed[key] == fresh[key], key
+
+
+def test_figures_that_the_page_states_in_words():
+    # The statements the page makes from these figures; if a record changed, they would have to change.
+    fig = pf.figures(RESULTS)
+    assert fig["positive_seeds_H1_1600"]["value"] == [19, 32]
+    assert fig["positive_seeds_H2_1600"]["value"] == fig["positive_seeds_H3_1600"]["value"] == [32, 32]
+    collapse = fig["collapse_rule_stride8"]["value"]
+    assert list(collapse["collapsed"]) == ["ciou seed 107 at 6400"] and collapse["runs"] == 224
+    assert fig["crowns_record_commits"]["value"] == {"79cd04a": 8, "cf69e4e": 24}
