@@ -85,13 +85,29 @@ def test_committed_page_figures_are_what_the_code_computes_from_the_committed_fi
     assert committed.keys() == fresh.keys()
     for key in committed:  # the same floats: JSON round-trips them exactly
         assert committed[key] == fresh[key], key
+    # The page includes the table, so it must be the table of these figures too.
+    assert (RESULTS / "page_figures.md").read_text() == pf.markdown(fresh)
 
 
 def test_figures_that_the_page_states_in_words():
-    # The statements the page makes from these figures; if a record changed, they would have to change.
-    fig = pf.figures(RESULTS)
-    assert fig["positive_seeds_H1_1600"]["value"] == [19, 32]
-    assert fig["positive_seeds_H2_1600"]["value"] == fig["positive_seeds_H3_1600"]["value"] == [32, 32]
-    collapse = fig["collapse_rule_stride8"]["value"]
-    assert list(collapse["collapsed"]) == ["ciou seed 107 at 6400"] and collapse["runs"] == 224
-    assert fig["crowns_record_commits"]["value"] == {"79cd04a": 8, "cf69e4e": 24}
+    # The page's wording rests on these figures; if a record changed, the wording would have to.
+    fig = {k: v["value"] for k, v in pf.figures(RESULTS).items()}
+    assert fig["positive_seeds_H1_1600"] == [19, 32]
+    assert fig["positive_seeds_H2_1600"] == fig["positive_seeds_H3_1600"] == [32, 32]
+    collapse = fig["collapse_rule_stride8"]
+    assert list(collapse["collapsed"]) == ["ciou seed 107 at 6400 (amendment 4)"]
+    assert list(collapse["runs"].values()) == [160, 32, 32, 16]
+    assert fig["pilot_collapsed_by_lr"]["0.02"][0] == 7
+    assert all(v[0] == 0 for lr, v in fig["pilot_collapsed_by_lr"].items() if lr != "0.02")
+    assert fig["crowns_record_commits"] == {"79cd04a": 8, "cf69e4e": 24}
+    ratios = fig["stride4_reached_over_expected"].values()  # "1.4-3.6 times wider"
+    assert round(min(ratios), 1) == 1.4 and round(max(ratios), 1) == 3.6
+    assert round(fig["crowns_tail_mean_rate"], 2) == 0.04  # "about 4 % of the peak rate"
+    gains = [v for arm, v in fig["a4_test_gain_3200_to_6400"].items() if arm != "ciou"]
+    assert round(min(gains), 3) == 0.013 and round(max(gains), 3) == 0.021  # "0.013-0.021"
+    failed = fig["pilot_lr0.02_failed"]  # "10 of the 20 ... 0.021 or below (the other 10 at 0.27 or more)"
+    assert failed["runs"] == 20 and failed["final_val_AP_below_0.1"] == 10
+    assert failed["their_highest_final_val_AP"] <= 0.021 and failed["the_others_lowest_final_val_AP"] >= 0.27
+    rate = fig["rate_at_step_1950"]  # "about 83 % ... about 36 %"
+    assert round(rate["6400"], 2) == 0.83 and round(rate["3200"], 2) == 0.36
+    assert round(fig["a4_H3_without_107"]["shrink_fraction"], 1) == 0.4  # "shrinks by about 40 %"

@@ -2,30 +2,36 @@
 
     python -m experiments.detection_study.projection --out results/detection_test
 
-Run after amendment 5's analysis, for the arms it finds not levelled off. Written, with its tests,
-before any amendment-5 record was read; the method is fixed here:
+Run after amendment 5's analysis. Written, with its tests, before any amendment-5 record was read;
+the method is fixed here:
 
 * per arm, the seeds analysed (every arm at 1600, 3200, 6400 and 12800 steps), less those in which
-  this arm has a collapsed run (item 7's rule) at any of the four schedules;
+  this arm has a collapsed run (item 7's rule) at any of the four schedules (3200 included, unlike
+  item 7's sensitivity, because every doubling's gain enters the fit);
 * per doubling (1600 to 3200, 3200 to 6400, 6400 to 12800 steps) the per-seed gain in final
-  validation AP, its mean and the upper end of its paired 95 % t-interval (amendment 4's
-  ``levelled``);
-* the gain's ratio per doubling: the least-squares slope of log(mean gain) against the doubling's
-  index, exponentiated (no projection if a mean gain is not positive, or if the ratio is 1 or more);
-* the doublings still needed: the fewest ``n`` with ``upper * ratio ** n <= LEVEL`` for the last
-  doubling's upper end (the interval is assumed to shrink at the mean's rate), "no projection" past
-  ``MAX_DOUBLINGS``; the schedule is ``12800 * 2 ** n`` steps;
-* the budget: seconds per training step measured on the 12800-step records (this CPU), times that
-  schedule's steps, for one run and for the 32 runs (4 arms x 8 seeds) of one more amendment at it.
+  validation AP, its mean and its paired 95 % t-interval (amendment 4's ``levelled``). Neighbouring
+  gains share a schedule's value, so their noise is negatively correlated;
+* the gain's ratio per doubling: ``(last mean gain / first mean gain) ** (1 / (doublings - 1))``, the
+  endpoint ratio (the middle gain only has to be positive: no projection if any mean gain is not);
+* the doublings still needed, two ways: the fewest ``n`` with ``mean * ratio ** n <= LEVEL`` (the
+  mean alone: a lower bound), and the fewest with ``mean * ratio ** n + half_width <= LEVEL``, the
+  criterion itself with the last doubling's half-width held fixed (seed noise need not shrink with
+  the schedule; unreachable if the half-width alone is ``LEVEL`` or more). "No projection" past
+  ``MAX_DOUBLINGS``. The schedule is ``12800 * 2 ** n`` steps;
+* the budget of one more amendment that tests it, as amendments 4 and 5 did: every arm and analysed
+  seed at that schedule, plus at half of it when that leg does not exist yet (``n >= 2``), at the
+  wall seconds per step of the 12800-step records (compile, training and evaluation; this CPU).
 
-Three points make the fit: it is a rough guide to the order of magnitude, not a result.
-Writes ``amendment5_projection.{json,md}``.
+Beside each arm, amendment 5's own levelled-off verdict (on every analysed seed) when
+``amendment5.json`` exists: the projection's seeds can differ from it. Three gains make each fit: an
+order of magnitude, not a result. Writes ``amendment5_projection.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -36,30 +42,31 @@ from experiments.detection_study.amendment4 import LEVEL, levelled, write_pair
 from experiments.detection_study.amendment5 import ARMS, SCHEDULES, STEPS, _reported, collapsed
 
 ORDER = tuple(sorted(SCHEDULES))  # 1600, 3200, 6400, 12800
-MAX_DOUBLINGS = 10  # 12800 x 2 ** 10 steps, about 6 days of this CPU per run: "no projection" beyond
+# 12800 x 2 ** 10 steps is about a week of this CPU per run: "no projection" beyond.
+MAX_DOUBLINGS = 10
 
 
 def ratio_per_doubling(mean_gains: Sequence[float]) -> float | None:
-    """``exp`` of the least-squares slope of ``log(gain)`` on the doubling's index; ``None`` if a
-    gain is not positive (a geometric decay cannot fit it)."""
+    """The endpoint ratio ``(g[-1] / g[0]) ** (1 / (len(g) - 1))``; ``None`` if a gain is not
+    positive and finite (a geometric decay cannot fit it) or there are fewer than two."""
     g = np.asarray(mean_gains, np.float64)
-    if len(g) < 2 or (g <= 0).any():
+    if len(g) < 2 or not np.isfinite(g).all() or (g <= 0).any():
         return None
-    k = np.arange(len(g), dtype=np.float64)
-    slope = np.polyfit(k, np.log(g), 1)[0]
-    return float(np.exp(slope))
+    return float((g[-1] / g[0]) ** (1 / (len(g) - 1)))
 
 
 def doublings_needed(
-    upper: float, ratio: float | None, level: float = LEVEL, most: int = MAX_DOUBLINGS
+    mean: float, ratio: float | None, half_width: float = 0.0, level: float = LEVEL, most: int = MAX_DOUBLINGS
 ) -> int | None:
-    """Fewest ``n >= 0`` with ``upper * ratio ** n <= level``; ``None`` when it takes more than
-    ``most`` doublings or never gets there."""
-    if upper <= level:
-        return 0
-    if ratio is None or not 0 < ratio < 1:
+    """Fewest ``n >= 0`` with ``mean * ratio ** n + half_width <= level``; ``None`` when an input is
+    not finite, when it takes more than ``most`` doublings, or when it never gets there."""
+    if not (math.isfinite(mean) and math.isfinite(half_width)):
         return None
-    n = math.ceil(math.log(level / upper) / math.log(ratio) - 1e-12)
+    if mean + half_width <= level:
+        return 0
+    if ratio is None or not 0 < ratio < 1 or half_width >= level or mean <= 0:
+        return None
+    n = math.ceil(math.log((level - half_width) / mean) / math.log(ratio) - 1e-12)
     return n if n <= most else None
 
 
@@ -71,34 +78,60 @@ def project_arm(final_val: Mapping[int, Mapping[int, float]], level: float = LEV
         gains = [final_val[long][s] - final_val[short][s] for s in seeds]
         r = levelled(gains, level=level)
         doublings.append({"from": short, "to": long, **{k: r[k] for k in ("mean", "lo", "hi", "levelled")}})
+    last = doublings[-1]
     ratio = ratio_per_doubling([d["mean"] for d in doublings])
-    n = doublings_needed(doublings[-1]["hi"], ratio, level)
+    half = (last["hi"] - last["lo"]) / 2
+    by_mean = doublings_needed(last["mean"], ratio, 0.0, level)
+    by_upper = doublings_needed(last["mean"], ratio, half, level)
     return {
         "seeds": seeds,
         "doublings": doublings,
+        "levelled_on_these_seeds": bool(last["levelled"]),
         "ratio": ratio,
-        "more_doublings": n,
-        "steps": None if n is None else ORDER[-1] * 2**n,
+        "half_width": half,
+        "more_doublings_mean": by_mean,
+        "more_doublings": by_upper,
+        "steps": None if by_upper is None else ORDER[-1] * 2**by_upper,
     }
 
 
+def amendment_hours(more: int | None, arms: int, seeds: int, seconds_per_step: float) -> float | None:
+    """Hours of one more amendment that tests ``more`` further doublings: every arm and seed at
+    ``12800 * 2 ** more`` steps, plus the half-length leg when it was not run (``more >= 2``)."""
+    if more is None:
+        return None
+    if more == 0:
+        return 0.0
+    steps = ORDER[-1] * 2**more
+    legs = steps + (steps // 2 if more >= 2 else 0)
+    return arms * seeds * legs * seconds_per_step / 3600
+
+
 def project(
-    runs: Mapping[int, Mapping[str, Mapping[int, dict]]], seconds_per_step: float, level: float = LEVEL
+    runs: Mapping[int, Mapping[str, Mapping[int, dict]]],
+    seconds_per_step: float,
+    level: float = LEVEL,
+    verdicts: Mapping[str, bool] | None = None,
 ) -> dict:
-    """``runs[steps][arm][seed]``: the records. Per arm, the projection on its kept seeds."""
+    """``runs[steps][arm][seed]``: the records. Per arm, the projection on its kept seeds;
+    ``verdicts``: amendment 5's levelled-off verdict per arm, shown beside it."""
     analysed = sorted(set.intersection(*(set(runs[s][a]) for s in ORDER for a in ARMS)))
-    result = {"level": level, "seconds_per_step": seconds_per_step, "analysed_seeds": analysed, "arms": {}}
+    result = {
+        "level": level,
+        "seconds_per_step": seconds_per_step,
+        "analysed_seeds": analysed,
+        "arms": {},
+    }
     for arm in ARMS:
         dropped = sorted({s for s in analysed for t in ORDER if collapsed(runs[t][arm][s]["curve"])})
         kept = [s for s in analysed if s not in dropped]
         final_val = {t: {s: _zero_nan(runs[t][arm][s]["curve"][-1]["val_AP"]) for s in kept} for t in ORDER}
-        arm_result = {"dropped_collapsed": dropped, **project_arm(final_val, level)}
-        steps = arm_result["steps"]
-        arm_result["run_hours"] = None if steps is None else steps * seconds_per_step / 3600
-        arm_result["amendment_hours"] = (
-            None if steps is None else 4 * len(analysed) * steps * seconds_per_step / 3600
-        )
-        result["arms"][arm] = arm_result
+        r = {"dropped_collapsed": dropped, **project_arm(final_val, level)}
+        more = r["more_doublings"]
+        r["run_hours"] = None if r["steps"] is None else r["steps"] * seconds_per_step / 3600
+        r["amendment_hours"] = amendment_hours(more, len(ARMS), len(analysed), seconds_per_step)
+        r["amendment5_levelled"] = None if verdicts is None else verdicts.get(arm)
+        result["arms"][arm] = r
     return result
 
 
@@ -106,37 +139,57 @@ def _zero_nan(x: float) -> float:
     return 0.0 if math.isnan(x) else float(x)
 
 
+def _n(x) -> str:
+    return "no projection" if x is None else str(x)
+
+
 def markdown(result: Mapping) -> str:
+    seeds = len(result["analysed_seeds"])
     lines = [
         "Exploratory projection (amendment 5, item 11; method fixed in `projection.py` before the "
         "12800-step records were read): the gain in final validation AP per doubling of the schedule, "
-        "the ratio by which it shrinks, and the schedule at which the upper end of its 95 % interval "
-        f"would reach {result['level']} if it kept shrinking at that ratio. Seconds per step on this "
-        f"CPU (12800-step records): {result['seconds_per_step']:.4f}.",
+        "the ratio by which it shrank from the first doubling to the last, and the further doublings "
+        f"after which the gain would meet the criterion (upper end of its 95 % interval at most "
+        f"{result['level']}) if it kept shrinking at that ratio: by the mean alone (a lower bound) and "
+        "with the last half-width held fixed. Wall seconds per step on this CPU (12800-step records): "
+        f"{result['seconds_per_step']:.4f}.",
         "",
-        "| arm | seeds | 1600→3200 | 3200→6400 | 6400→12800 | ratio | more doublings | steps | "
-        "hours per run | hours for 32 runs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | seeds | 1600→3200 | 3200→6400 | 6400→12800 | levelled (these seeds; amendment 5) | "
+        "ratio | more doublings (mean; with half-width) | steps | hours per run | "
+        f"hours, 4 arms x {seeds} seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, r in result["arms"].items():
-        cells = [f"{d['mean']:+.4f} (≤ {d['hi']:+.4f})" for d in r["doublings"]]
+        cells = [f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for d in r["doublings"]]
+        verdict = "n/a" if r["amendment5_levelled"] is None else ("yes" if r["amendment5_levelled"] else "no")
+        level = f"{'yes' if r['levelled_on_these_seeds'] else 'no'}; {verdict}"
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        more = "no projection" if r["more_doublings"] is None else str(r["more_doublings"])
+        more = f"{_n(r['more_doublings_mean'])}; {_n(r['more_doublings'])}"
         steps = "n/a" if r["steps"] is None else str(r["steps"])
         hours = "n/a" if r["run_hours"] is None else f"{r['run_hours']:.1f}"
         total = "n/a" if r["amendment_hours"] is None else f"{r['amendment_hours']:.0f}"
-        seeds = f"{len(r['seeds'])}" + (
+        kept = f"{len(r['seeds'])}" + (
             f" (without {r['dropped_collapsed']})" if r["dropped_collapsed"] else ""
         )
         lines.append(
-            f"| {arm} | {seeds} | {' | '.join(cells)} | {ratio} | {more} | {steps} | {hours} | {total} |"
+            f"| {arm} | {kept} | {' | '.join(cells)} | {level} | {ratio} | {more} | {steps} | {hours} "
+            f"| {total} |"
         )
     lines += [
         "",
-        "Each gain cell: mean over seeds (upper end of its 95 % t-interval). Three points make each "
-        "fit: an order of magnitude, not a result.",
+        "Gain cells: mean over the arm's seeds [95 % t-interval]. The last two columns price the "
+        "schedule of the doublings with the half-width held fixed (every arm and seed at it, plus the "
+        "half-length leg when it was not run). Three gains make each fit: an order of magnitude, not a "
+        "result.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def seconds_per_step(records: Sequence[Mapping], steps: int = STEPS) -> float:
+    """Mean wall seconds per training step: compile, training and evaluation over ``steps``."""
+    return float(
+        np.mean([(r["compile_seconds"] + r["train_seconds"] + r["eval_seconds"]) / steps for r in records])
+    )
 
 
 def main(argv=None) -> dict:
@@ -149,8 +202,12 @@ def main(argv=None) -> dict:
     longest = [r for arm in ARMS for r in runs[STEPS][arm].values()]
     if not longest:
         raise SystemExit(f"no {STEPS}-step records yet")
-    seconds_per_step = float(np.mean([r["train_seconds"] / STEPS for r in longest]))
-    result = project(runs, seconds_per_step)
+    analysis = args.out / "amendment5.json"
+    verdicts = None
+    if analysis.exists():
+        levelled_off = json.loads(analysis.read_text())["analysis"]["levelled"]
+        verdicts = {arm: bool(v["levelled"]) for arm, v in levelled_off.items()}
+    result = project(runs, seconds_per_step(longest), verdicts=verdicts)
     write_pair(args.out, "amendment5_projection", result, markdown(result))
     print(markdown(result))
     return result
