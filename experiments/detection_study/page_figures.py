@@ -179,6 +179,11 @@ def primary_figures(out: pathlib.Path) -> dict:
         "stride-8 pilot at learning rate 2e-2, four arms (800 steps)",
         src,
     )
+    fig["pilot_lr0.02_l1_final_val_AP"] = _entry(
+        [p["final_val_AP"] for p in synthetic["pilot"] if p["lr"] == 0.02 and p["arm"] == "l1"],
+        "stride-8 pilot at learning rate 2e-2, the l1 arm: final validation AP per seed",
+        src,
+    )
     pilot = _records(out, "synthetic_stride8", phases=("pilot", "pilot_edge"))
     fig["pilot_collapsed_by_lr"] = _entry(
         {
