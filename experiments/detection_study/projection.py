@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from experiments.detection_study.amendment4 import LEVEL, levelled, write_pair
-from experiments.detection_study.amendment5 import ARMS, SCHEDULES, STEPS, _reported, collapsed
+from experiments.detection_study.amendment5 import ARMS, SCHEDULES, STEPS, _reported, _zero_nan, collapsed
 
 ORDER = tuple(sorted(SCHEDULES))  # 1600, 3200, 6400, 12800
 # 12800 x 2 ** 10 steps is about a week of this CPU per run: "no projection" beyond.
@@ -133,10 +133,6 @@ def project(
         r["amendment5_levelled"] = None if verdicts is None else verdicts.get(arm)
         result["arms"][arm] = r
     return result
-
-
-def _zero_nan(x: float) -> float:
-    return 0.0 if math.isnan(x) else float(x)
 
 
 def _n(x) -> str:
