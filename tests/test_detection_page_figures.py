@@ -111,3 +111,8 @@ def test_figures_that_the_page_states_in_words():
     rate = fig["rate_at_step_1950"]  # "about 83 % ... about 36 %"
     assert round(rate["6400"], 2) == 0.83 and round(rate["3200"], 2) == 0.36
     assert round(fig["a4_H3_without_107"]["shrink_fraction"], 1) == 0.4  # "shrinks by about 40 %"
+
+
+def test_amendment5_figures_wait_for_its_analysis(tmp_path):
+    # Nothing may read amendment 5's records before its pre-registered analysis has run once.
+    assert pf.amendment5_figures(tmp_path) == {}

@@ -383,8 +383,67 @@ def amendment4_figures(out: pathlib.Path) -> dict:
     return fig
 
 
+def amendment5_figures(out: pathlib.Path) -> dict:
+    """Amendment 5's descriptive figures; empty until its pre-registered analysis
+    (``amendment5.json``) exists, so that nothing here reads its records before that analysis."""
+    if not (out / "amendment5.json").exists():
+        return {}
+    analysis = _load(out, "amendment5.json")["analysis"]
+    seeds = analysis["seeds"]
+    synthetic = _load(out, "results_synthetic.json")["synthetic"]
+    base = synthetic["conditions"]["8"]["runs"]
+    mid, long = _records(out, "amendment4_steps6400"), _records(out, "amendment5_steps12800")
+    src = "amendment5.json, results_synthetic.json, records/amendment{4_steps6400,5_steps12800}/"
+    fig = {
+        "a5_test_gain_6400_to_12800": _entry(
+            {a: arm_gain(long, mid, a, seeds) for a in ARMS},
+            "each arm's mean test AP on the analysed seeds, 12800 minus 6400 steps",
+            src,
+        ),
+        "a5_test_gain_1600_to_12800": _entry(
+            {a: arm_gain(long, base, a, seeds) for a in ARMS},
+            "each arm's mean test AP on the analysed seeds, 12800 minus 1600 steps",
+            src,
+        ),
+        "a5_positive_seeds_12800": _entry(
+            {
+                HYPOTHESIS[c]: [int((d > 0).sum()), len(d)]
+                for c in CONTRASTS
+                for d in [paired(long, c, seeds)]
+            },
+            "seeds with a positive difference at 12800 steps, of the analysed seeds",
+            src,
+        ),
+    }
+    fell, rest = {}, []
+    for r in long:
+        if collapsed(r["curve"]):
+            fell[f"{r['arm']} seed {r['seed']}"] = final_over_peak(r["curve"])
+        else:
+            rest.append(final_over_peak(r["curve"]))
+    fig["a5_collapse_rule_12800"] = _entry(
+        {"runs": len(long), "collapsed": fell, "lowest_final_over_peak_of_the_rest": min(rest)},
+        "amendment 5's collapse rule on its 12800-step runs",
+        "records/amendment5_steps12800/",
+    )
+    seconds = [r["compile_seconds"] + r["train_seconds"] + r["eval_seconds"] for r in long]
+    fig["a5_run_seconds"] = _entry(
+        {"min": min(seconds), "max": max(seconds), "median": float(np.median(seconds))},
+        "wall seconds per 12800-step run (compile, training, evaluation; 2-core development CPU)",
+        "records/amendment5_steps12800/",
+    )
+    commits = Counter(r["provenance"]["commit"][:7] for r in long)
+    fig["a5_record_commits"] = _entry(dict(sorted(commits.items())), "commits the records name", src)
+    return fig
+
+
 def figures(out: pathlib.Path) -> dict:
-    return {**primary_figures(out), **crowns_figures(out), **amendment4_figures(out)}
+    return {
+        **primary_figures(out),
+        **crowns_figures(out),
+        **amendment4_figures(out),
+        **amendment5_figures(out),
+    }
 
 
 def _format(value) -> str:
