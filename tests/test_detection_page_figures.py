@@ -116,3 +116,30 @@ def test_figures_that_the_page_states_in_words():
 def test_amendment5_figures_wait_for_its_analysis(tmp_path):
     # Nothing may read amendment 5's records before its pre-registered analysis has run once.
     assert pf.amendment5_figures(tmp_path) == {}
+
+
+def test_collapse_point_finds_the_fall_after_the_best():
+    curve = [
+        {"step": 50, "val_AP": 0.1, "train": {"loss": 2.0}},  # early, below half: not the fall
+        {"step": 100, "val_AP": 0.5, "train": {"loss": 0.5}},
+        {"step": 150, "val_AP": 0.4, "train": {"loss": 0.4}},
+        {"step": 200, "val_AP": float("nan"), "train": {"loss": 9.0}},
+        {"step": 250, "val_AP": 0.0, "train": {"loss": 0.0}},
+    ]
+    got = pf.collapse_point(curve)
+    assert got["best_step"] == 100 and got["best_val_AP"] == 0.5
+    assert got["fell_at_step"] == 200 and got["val_AP_before_and_at"] == [0.4, 0.0]
+    assert got["train_loss_before_and_at"] == [0.4, 9.0]
+    assert got["final_val_AP"] == 0.0 and got["final_train_loss"] == 0.0
+
+
+def test_amendment5_figures_the_page_states_in_words():
+    fig = {k: v["value"] for k, v in pf.figures(RESULTS).items()}
+    fell = fig["a5_collapsed_runs"]  # "five of the eight ciou runs and one ciou_dist_l1 run"
+    assert sorted(fell) == [f"ciou seed {s}" for s in (100, 101, 103, 104, 106)] + ["ciou_dist_l1 seed 106"]
+    steps = [v["fell_at_step"] for v in fell.values()]
+    assert min(steps) == 4250 and max(steps) == 6150  # "between steps 4250 and 6150"
+    assert all(v["final_val_AP"] == 0 and v["final_train_loss"] == 0 for v in fell.values())
+    assert round(fig["a5_collapse_rule_12800"]["lowest_final_over_peak_of_the_rest"], 2) == 0.99
+    assert fig["a5_positive_seeds_12800"] == {"H1": [1, 8], "H2": [8, 8], "H3": [8, 8]}
+    assert fig["a5_record_commits"] == {"3466fe3": 15, "41ab42f": 12, "49885c2": 5}

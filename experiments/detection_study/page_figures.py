@@ -100,6 +100,24 @@ def at_step(curve: Sequence[Mapping], step: int) -> Mapping:
     return found[0]
 
 
+def collapse_point(curve: Sequence[Mapping]) -> dict:
+    """Where a collapsed curve fell: its best validation AP (NaN as 0) and step, the first later
+    evaluation below half of it, the training loss at the evaluations before and at that one, and the
+    last evaluation's validation AP and training loss."""
+    val = [0.0 if math.isnan(c["val_AP"]) else c["val_AP"] for c in curve]
+    best = int(np.argmax(val))
+    fall = next(k for k in range(best, len(val)) if val[k] < val[best] / 2)
+    return {
+        "best_val_AP": val[best],
+        "best_step": curve[best]["step"],
+        "fell_at_step": curve[fall]["step"],
+        "val_AP_before_and_at": [val[fall - 1], val[fall]],
+        "train_loss_before_and_at": [curve[fall - 1]["train"]["loss"], curve[fall]["train"]["loss"]],
+        "final_val_AP": val[-1],
+        "final_train_loss": curve[-1]["train"]["loss"],
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The figures
 
@@ -425,6 +443,17 @@ def amendment5_figures(out: pathlib.Path) -> dict:
         {"runs": len(long), "collapsed": fell, "lowest_final_over_peak_of_the_rest": min(rest)},
         "amendment 5's collapse rule on its 12800-step runs",
         "records/amendment5_steps12800/",
+    )
+    fig["a5_collapsed_runs"] = _entry(
+        {f"{r['arm']} seed {r['seed']}": collapse_point(r["curve"]) for r in long if collapsed(r["curve"])},
+        "each collapsed 12800-step run: its best validation AP and step, the first later evaluation "
+        "below half of it, the training loss at the evaluations either side, and at the end",
+        "records/amendment5_steps12800/",
+    )
+    fig["a5_rate_at_collapse"] = _entry(
+        {k: unit_rate(v["fell_at_step"], 12800) for k, v in fig["a5_collapsed_runs"]["value"].items()},
+        "the learning rate where each collapsed 12800-step run fell, fraction of the peak",
+        "train.py's schedule",
     )
     seconds = [r["compile_seconds"] + r["train_seconds"] + r["eval_seconds"] for r in long]
     fig["a5_run_seconds"] = _entry(
