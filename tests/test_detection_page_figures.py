@@ -143,3 +143,24 @@ def test_amendment5_figures_the_page_states_in_words():
     assert round(fig["a5_collapse_rule_12800"]["lowest_final_over_peak_of_the_rest"], 2) == 0.99
     assert fig["a5_positive_seeds_12800"] == {"H1": [1, 8], "H2": [8, 8], "H3": [8, 8]}
     assert fig["a5_record_commits"] == {"3466fe3": 15, "41ab42f": 12, "49885c2": 5}
+
+
+def test_deepest_dip_sees_a_fall_the_curve_recovers_from():
+    curve = [{"step": k * 50, "val_AP": v} for k, v in enumerate([0.1, 0.5, 0.05, float("nan"), 0.5])]
+    got = pf.deepest_dip(curve)
+    assert got["fraction_of_best_so_far"] == 0.0 and got["step"] == 150  # NaN counts as 0
+    assert got["final_over_peak"] == 1.0  # recovered: the collapse rule does not see it
+
+
+def test_amendment5_falls_and_half_widths_the_page_states():
+    fig = {k: v["value"] for k, v in pf.figures(RESULTS).items()}
+    falls = fig["a5_falls_below_half"]  # "seven of the eight ciou seeds ... two recovered"
+    assert sorted(k for k in falls if k.startswith("ciou seed")) == [
+        f"ciou seed {s}" for s in (100, 101, 103, 104, 105, 106, 107)
+    ]
+    assert [k for k, v in falls.items() if v["final_over_peak"] >= 0.5] == ["ciou seed 105", "ciou seed 107"]
+    dips = fig["a5_deepest_dip_per_arm"]  # "never below 0.77 of their best so far"
+    assert 0.77 <= min(dips["ciou_l1"], dips["ciou_dfl"]) < 0.78
+    hw = fig["a5_half_widths_12800"]  # item 10: H2 met, H1 and H3 not (the collapses)
+    assert hw["H2"]["reached"] <= hw["H2"]["expected"]
+    assert hw["H1"]["reached"] > 0.01 and hw["H3"]["reached"] > 0.01

@@ -100,6 +100,19 @@ def at_step(curve: Sequence[Mapping], step: int) -> Mapping:
     return found[0]
 
 
+def deepest_dip(curve: Sequence[Mapping]) -> dict:
+    """The lowest validation AP (NaN as 0) as a fraction of the best before it on the curve, and its
+    step: a fall that the curve later recovers from, which the collapse rule (final against best)
+    does not see."""
+    val = [0.0 if math.isnan(c["val_AP"]) else c["val_AP"] for c in curve]
+    best, low, at = 0.0, 1.0, None
+    for c, v in zip(curve, val, strict=True):
+        if best > 0 and v / best < low:
+            low, at = v / best, c["step"]
+        best = max(best, v)
+    return {"fraction_of_best_so_far": low, "step": at, "final_over_peak": final_over_peak(curve)}
+
+
 def collapse_point(curve: Sequence[Mapping]) -> dict:
     """Where a collapsed curve fell: its best validation AP (NaN as 0) and step, the first later
     evaluation below half of it, the training loss at the evaluations before and at that one, and the
@@ -449,6 +462,36 @@ def amendment5_figures(out: pathlib.Path) -> dict:
         "each collapsed 12800-step run: its best validation AP and step, the first later evaluation "
         "below half of it, the training loss at the evaluations either side, and at the end",
         "records/amendment5_steps12800/",
+    )
+    dips = {f"{r['arm']} seed {r['seed']}": deepest_dip(r["curve"]) for r in long}
+    fig["a5_falls_below_half"] = _entry(
+        {k: v for k, v in dips.items() if v["fraction_of_best_so_far"] < 0.5},
+        "every 12800-step run whose validation AP fell below half of its best so far at some "
+        "evaluation, collapsed (final below half its best) or recovered",
+        "records/amendment5_steps12800/",
+    )
+    fig["a5_deepest_dip_per_arm"] = _entry(
+        {
+            a: min(v["fraction_of_best_so_far"] for k, v in dips.items() if k.split(" seed")[0] == a)
+            for a in ARMS
+        },
+        "per arm, the lowest validation AP of its 12800-step runs as a fraction of the best so far",
+        "records/amendment5_steps12800/",
+    )
+    plan = _load(out, "amendment5_plan.json")["contrasts"]
+    fig["a5_half_widths_12800"] = _entry(
+        {
+            HYPOTHESIS[c]: {
+                "expected": plan[c]["expected_half_width"],
+                "reached": half_width(analysis["primary"][c]),
+                "reached_without_collapsed_seeds": half_width(
+                    analysis["collapse_sensitivity"]["contrasts"][c]
+                ),
+            }
+            for c in CONTRASTS
+        },
+        "amendment 5, item 10: expected half-widths (amendment5_plan.json) and those reached at 12800 steps",
+        "amendment5_plan.json, amendment5.json",
     )
     fig["a5_rate_at_collapse"] = _entry(
         {k: unit_rate(v["fell_at_step"], 12800) for k, v in fig["a5_collapsed_runs"]["value"].items()},
